@@ -25,6 +25,6 @@ def show(app: App, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    import tomli_w  # noqa: PLC0415  (only this output format needs it)
+    import tomli_w  # only this output format needs it
 
     click.echo(tomli_w.dumps(data))
