@@ -34,7 +34,9 @@ ENV_SHORT = {
 }
 # Environment variables that are not configuration keys (read elsewhere), so not rejected as unknown.
 ENV_NOT_KEYS = {"ROTATION_AS_OF", "ROTATION_LOG_FORMAT", "ROTATION_CONFIG", "ROTATION_TEST_CONTAINER",
-                "ROTATION_ARGS", "ROTATION_WAIT_FOR_STORE_S", "ROTATION_COMMAND", "ROTATION_VERBOSE"}
+                "ROTATION_ARGS", "ROTATION_WAIT_FOR_STORE_S", "ROTATION_COMMAND", "ROTATION_VERBOSE",
+                # set by the container image and its entrypoint (Dockerfile, entrypoint.sh)
+                "ROTATION_GLOBAL_ARGS", "ROTATION_HOME", "ROTATION_CACHE_DIR"}
 DEFAULT_SNAPSHOT = Path("../shared/data")
 
 
