@@ -1,0 +1,128 @@
+-- Views and table macros over the raw tables: month-end prices, monthly returns, decision months,
+-- point-in-time macro observations and the long feature table. Re-created on every connection.
+
+-- The last weekday of the month that starts at d (decisions and pseudo publication dates fall on it).
+CREATE OR REPLACE MACRO last_weekday(d) AS
+    last_day(d) - CASE dayofweek(last_day(d)) WHEN 6 THEN 1 WHEN 0 THEN 2 ELSE 0 END;
+
+-- Month-end (last trading day) adjusted close per asset; a month is complete when the asset has a
+-- later trading day, or its last day is at or after the month's last weekday.
+CREATE OR REPLACE VIEW month_end_prices AS
+WITH per_month AS (
+    SELECT p.asset, date_trunc('month', p.date)::DATE AS month, max(p.date) AS date,
+           arg_max(p.close, p.date) AS close, count(*) AS trading_days
+    FROM prices_daily p JOIN assets a USING (asset)
+    GROUP BY ALL
+)
+SELECT asset, month, date, close, trading_days,
+       (lead(month) OVER (PARTITION BY asset ORDER BY month) IS NOT NULL
+        OR date >= last_weekday(month)) AS complete
+FROM per_month;
+
+-- Monthly total return of each asset over each complete month. NULL when the previous month-end is
+-- missing (a gap never turns into a silent two-month return).
+CREATE OR REPLACE VIEW monthly_returns AS
+SELECT asset, month, date, close,
+       CASE WHEN lag(month) OVER (PARTITION BY asset ORDER BY month) = month - INTERVAL 1 MONTH
+            THEN close / lag(close) OVER (PARTITION BY asset ORDER BY month) - 1 END AS ret
+FROM month_end_prices
+WHERE complete;
+
+-- Decision months: complete months in which every asset of the universe has a return. The decision
+-- date is the month's last trading day (the latest month-end date across assets).
+CREATE OR REPLACE VIEW decision_months AS
+SELECT r.month, max(r.date) AS decision_date, count(*) AS n_assets
+FROM monthly_returns r
+WHERE r.ret IS NOT NULL
+GROUP BY r.month
+HAVING count(*) = (SELECT count(*) FROM assets)
+ORDER BY r.month;
+
+-- Every macro observation with the date from which the job may use it (available_at):
+--   * the real publication date where ALFRED gave one (realtime_start);
+--   * for the earliest vintage holding a period: the period's month end plus the series' publication
+--     lag, on a weekday (pseudo-real-time: what one FRED-MD vintage can give);
+--   * for later vintages of the same period: no earlier than that vintage's release.
+CREATE OR REPLACE MACRO macro_available(lag_macro, lag_market) AS TABLE
+WITH obs AS (
+    SELECT o.series, o.period, o.value, o.vintage, o.vintage_release, o.realtime_start, o.source,
+           m.tcode, m.market,
+           CASE WHEN m.market THEN lag_market ELSE lag_macro END AS lag_months,
+           min(coalesce(o.vintage_release, DATE '1900-01-01'))
+               OVER (PARTITION BY o.series, o.period) AS first_release
+    FROM macro_observations o JOIN series_meta m USING (series)
+    WHERE o.value IS NOT NULL
+)
+SELECT series, period, value, vintage, source, tcode, market, lag_months,
+       CASE
+           WHEN realtime_start IS NOT NULL THEN realtime_start
+           WHEN coalesce(vintage_release, DATE '1900-01-01') = first_release
+               THEN last_weekday(period + to_months(lag_months))
+           ELSE greatest(last_weekday(period + to_months(lag_months)), vintage_release)
+       END AS available_at
+FROM obs;
+
+-- The long feature table: for each decision month and series, the transformed value known at the
+-- decision date. For each period the latest revision available by then is used; the transformation
+-- (FRED-MD tcode) uses the three latest known periods, which must be consecutive. A value older than
+-- the series' lag plus max_stale months is not forward-filled (value NULL, reason 'stale').
+CREATE OR REPLACE MACRO macro_features(lag_macro, lag_market, max_stale) AS TABLE
+WITH avail AS (SELECT * FROM macro_available(lag_macro, lag_market)),
+known AS (
+    SELECT d.month, d.decision_date, a.series, a.period, a.tcode, a.lag_months,
+           arg_max(a.value, a.available_at) AS value,
+           max(a.available_at) AS available_at,
+           arg_max(a.vintage, a.available_at) AS vintage
+    FROM decision_months d
+    JOIN avail a
+      ON a.available_at <= d.decision_date
+     AND a.period >= d.month - to_months(a.lag_months + max_stale + 3)
+    GROUP BY ALL
+),
+ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY month, series ORDER BY period DESC) AS rn FROM known
+),
+wide AS (
+    SELECT month, decision_date, series, tcode, lag_months,
+           max(period) FILTER (rn = 1) AS p0, max(period) FILTER (rn = 2) AS p1, max(period) FILTER (rn = 3) AS p2,
+           max(value) FILTER (rn = 1) AS x0, max(value) FILTER (rn = 2) AS x1, max(value) FILTER (rn = 3) AS x2,
+           max(available_at) FILTER (rn = 1) AS available_at,
+           max(vintage) FILTER (rn = 1) AS vintage
+    FROM ranked WHERE rn <= 3
+    GROUP BY ALL
+),
+checked AS (
+    SELECT *,
+           date_diff('month', p0, month) - lag_months AS staleness,
+           (p1 = p0 - INTERVAL 1 MONTH) AS ok1,
+           (p1 = p0 - INTERVAL 1 MONTH AND p2 = p1 - INTERVAL 1 MONTH) AS ok2
+    FROM wide
+)
+SELECT month, decision_date, series, tcode, p0 AS period, available_at, vintage, staleness,
+       CASE
+           WHEN staleness > max_stale THEN NULL
+           WHEN tcode = 1 THEN x0
+           WHEN tcode = 2 AND ok1 THEN x0 - x1
+           WHEN tcode = 3 AND ok2 THEN (x0 - x1) - (x1 - x2)
+           WHEN tcode = 4 AND x0 > 0 THEN ln(x0)
+           WHEN tcode = 5 AND ok1 AND x0 > 0 AND x1 > 0 THEN ln(x0) - ln(x1)
+           WHEN tcode = 6 AND ok2 AND x0 > 0 AND x1 > 0 AND x2 > 0 THEN (ln(x0) - ln(x1)) - (ln(x1) - ln(x2))
+           WHEN tcode = 7 AND ok2 AND x1 <> 0 AND x2 <> 0 THEN (x0 / x1 - 1) - (x1 / x2 - 1)
+       END AS value,
+       CASE WHEN staleness > max_stale THEN 'stale'
+            WHEN (tcode IN (2, 5) AND NOT coalesce(ok1, false)) OR (tcode IN (3, 6, 7) AND NOT coalesce(ok2, false))
+                THEN 'gap' END AS null_reason
+FROM checked;
+
+-- Monthly risk-free rate: the stored series (Fama/French RF, or synthetic) where present, else the
+-- 3-month T-bill from the macro data (TB3MS, percent per year, as known at the month's end).
+CREATE OR REPLACE VIEW risk_free_monthly AS
+WITH tbill AS (
+    SELECT period AS month, arg_max(value, coalesce(realtime_start, vintage_release, period)) / 1200.0 AS rf
+    FROM macro_observations WHERE series = 'TB3MS' AND value IS NOT NULL GROUP BY period
+)
+SELECT d.month, coalesce(r.rf, t.rf, 0.0) AS rf,
+       CASE WHEN r.rf IS NOT NULL THEN r.source WHEN t.rf IS NOT NULL THEN 'TB3MS' ELSE 'none' END AS source
+FROM decision_months d
+LEFT JOIN risk_free r ON r.month = d.month
+LEFT JOIN tbill t ON t.month = d.month;
