@@ -203,7 +203,7 @@ def default_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, source: st
     if months.empty:
         raise DataError("no complete month has prices for every asset of the universe")
     last = pd.Period(months.iloc[-1], freq="M")
-    if source in LIVE_SOURCES:
+    if any(part in LIVE_SOURCES for part in source.split("+")):
         return min(last, last_complete_month())
     fresh = freshness(con, settings)
     ok = fresh[fresh["fresh"] >= settings.data.min_fresh_share * fresh["total"]]

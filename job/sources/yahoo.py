@@ -1,0 +1,67 @@
+"""Daily adjusted closes from Yahoo Finance through yfinance.
+
+yfinance never raises from ``download()`` when the network is down: it returns an EMPTY frame and logs.
+It can also hang for minutes. So: our own deadline, and an explicit check that every ticker came back
+with data; anything missing is an UpstreamUnavailable (exit 4) naming the tickers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from job.config import Settings, Universe
+from job.errors import UpstreamUnavailable
+from job.logs import get_logger
+from job.months import month_start, parse_month
+from job.sources.base import PRICE_COLUMNS, SourceData
+from job.sources.deadline import call_with_deadline
+
+log = get_logger("sources.yahoo")
+
+
+def _download(tickers: list[str], start: str, session: Any = None) -> pd.DataFrame:
+    import yfinance as yf
+
+    cache = Path(os.environ.get("ROTATION_CACHE_DIR", Path.home() / ".cache" / "sector-rotation")) / "yfinance"
+    cache.mkdir(parents=True, exist_ok=True)
+    yf.set_tz_cache_location(str(cache))
+    kwargs: dict[str, Any] = {"start": start, "auto_adjust": True, "actions": False, "progress": False,
+                              "threads": False, "group_by": "column"}
+    if session is not None:
+        kwargs["session"] = session
+    return yf.download(tickers, **kwargs)
+
+
+def tidy_download(raw: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
+    """yfinance's wide frame -> tidy (asset, date, close); UpstreamUnavailable for missing tickers."""
+    if raw is None or raw.empty:
+        raise UpstreamUnavailable("Yahoo Finance returned no data (network down or tickers unknown)",
+                                  hint="check the network, or use --source snapshot")
+    close = raw["Close"] if isinstance(raw.columns, pd.MultiIndex) else raw[["Close"]].set_axis(tickers, axis=1)
+    close = close.reindex(columns=tickers)
+    missing = [t for t in tickers if close[t].dropna().empty]
+    if missing:
+        raise UpstreamUnavailable(f"Yahoo Finance returned no prices for {missing}",
+                                  hint="check the tickers of the universe and the network")
+    long = close.rename_axis("date").reset_index().melt(id_vars="date", var_name="asset", value_name="close")
+    long = long.dropna(subset=["close"])
+    long["date"] = pd.to_datetime(long["date"]).dt.tz_localize(None).dt.normalize()
+    long["origin"] = "yfinance"
+    return long[PRICE_COLUMNS].sort_values(["asset", "date"]).reset_index(drop=True)
+
+
+def fetch_yahoo(settings: Settings, universe: Universe, *, session: Any = None) -> SourceData:
+    """Prices for ``universe`` from a month before ``settings.data.start`` up to today."""
+    start = month_start(parse_month(settings.data.start) - 2).isoformat()
+    log.info("downloading %d tickers from Yahoo Finance", len(universe.tickers),
+             extra={"fields": {"tickers": universe.tickers, "start": start}})
+    raw = call_with_deadline(lambda: _download(universe.tickers, start, session),
+                             seconds=settings.data.download_timeout_s, what="Yahoo Finance")
+    prices = tidy_download(raw, universe.tickers)
+    details = {"prices": {t: [str(g["date"].min().date()), str(g["date"].max().date())]
+                          for t, g in prices.groupby("asset", sort=False)}}
+    return SourceData(source="yahoo", prices=prices, details=details)
