@@ -1,17 +1,57 @@
-"""Artifact stores: a local folder or S3-compatible object storage behind one interface."""
+"""Artifact stores: a local folder or S3-compatible object storage behind one interface.
+
+- :func:`open_store` opens ``s3://bucket/prefix`` (boto3) or a local folder.
+- :mod:`job.store.publish`: run ids, :class:`Publisher` (artifacts, then the manifest, then GC),
+  manifests. :mod:`job.store.lock`: :class:`RunLock`, one run per store at a time.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from job.store.base import ArtifactNotFound, Store
 from job.store.local import LocalStore
+from job.store.lock import LOCK_KEY, RunLock
+from job.store.publish import (
+    Publisher,
+    list_manifests,
+    new_run_id,
+    read_manifest,
+    verify_manifest,
+    write_failed_validation,
+)
 
-__all__ = ["ArtifactNotFound", "LocalStore", "Store", "open_store"]
+__all__ = [
+    "LOCK_KEY",
+    "ArtifactNotFound",
+    "LocalStore",
+    "Publisher",
+    "RunLock",
+    "Store",
+    "list_manifests",
+    "new_run_id",
+    "open_store",
+    "read_manifest",
+    "verify_manifest",
+    "write_failed_validation",
+]
 
 
-def open_store(uri: str, settings: object | None = None) -> Store:
-    """Open ``uri``: ``s3://bucket/prefix`` for S3, anything else a local folder."""
+def open_store(uri: str, settings: Any | None = None) -> Store:
+    """Open ``uri``: ``s3://bucket/prefix`` for S3, anything else a local folder.
+
+    For S3 the bucket is probed at once, so an unreachable endpoint, rejected credentials or a missing
+    bucket raise :class:`job.errors.StoreUnavailable` (exit code 5) before any work starts. The store
+    carries ``retention_runs`` and ``lock_ttl_s`` from ``settings.store`` (defaults 2 and 7200).
+    """
+    store: Any
     if uri.startswith("s3://"):
         from job.store.s3 import S3Store  # imported lazily: boto3 is slow to import
 
-        return S3Store.from_uri(uri, settings)
-    return LocalStore(uri)
+        store = S3Store.from_uri(uri, settings)
+    else:
+        store = LocalStore(uri)
+    store_settings = getattr(settings, "store", None)
+    store.retention_runs = int(getattr(store_settings, "retention_runs", 2))
+    store.lock_ttl_s = int(getattr(store_settings, "lock_ttl_s", 7200))
+    return store

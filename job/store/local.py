@@ -20,6 +20,10 @@ class LocalStore:
     def uri(self) -> str:
         return str(self.root)
 
+    def url_for(self, key: str) -> str:
+        """The absolute file path of ``key`` (what DuckDB reads)."""
+        return str(self._path(key))
+
     def _path(self, key: str) -> Path:
         key = key.lstrip("/")
         path = (self.root / key).resolve()
