@@ -1,0 +1,492 @@
+"""The report's input contract: :class:`ReportData`, plain frames and dicts for the seven sections.
+
+Whoever runs the job (``rotation run``) fills a :class:`ReportData`; the renderers
+(:func:`job.report.render_html`, :func:`job.report.render_text`) only read it, and
+:meth:`ReportData.to_json` / :meth:`ReportData.from_json` store it next to the report
+(``reports/as_of=YYYY-MM/run_id=<id>/report_data.json``) so that ``rotation report`` can re-render a
+committed month exactly, without the warehouse or the models.
+
+Conventions for every frame and dict below:
+
+- months are ``"YYYY-MM"`` strings (a :class:`pandas.Period` is accepted and converted);
+- returns, weights, MAE, drawdowns, volatility, CAGR, hit rate and turnover are fractions
+  (0.012 = 1.2 %), never percentages;
+- metric dicts are nested ``{name: {period: {metric: value}}}`` where ``name`` is a model or one of
+  :data:`BENCHMARK_KEY` / :data:`EQUAL_WEIGHT_KEY`, ``period`` is one of :data:`PERIODS`, and
+  ``metric`` is preferably one of the keys in :data:`METRICS` (unknown keys are shown after them);
+  values are numbers, ``"YYYY-MM"`` strings (drawdown dates) or ``None``;
+- non-finite numbers (NaN, inf) are stored as ``null`` in JSON.
+
+Frames are validated and normalised on construction (required columns present, months as strings,
+numeric columns as float); a missing column raises ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+# Section anchors and headings, in the order the issue asks for. Tests and readers rely on them.
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("decision", "1. The decision"),
+    ("performance", "2. Performance vs the benchmark and equal weight"),
+    ("forecast-quality", "3. Forecast quality"),
+    ("allocation", "4. Allocation history"),
+    ("lookahead", "5. Look-ahead audit"),
+    ("data-quality", "6. Data quality"),
+    ("provenance", "7. Provenance"),
+)
+SECTION_TITLES: tuple[str, ...] = tuple(title for _, title in SECTIONS)
+
+DISCLAIMER = ("This report is research, not investment advice. Past and simulated performance does not "
+              "guarantee future results; nothing here is a recommendation to buy or sell any security.")
+SYNTHETIC_BANNER = "SYNTHETIC DATA"
+
+BENCHMARK_KEY = "benchmark"
+EQUAL_WEIGHT_KEY = "equal_weight"
+PERIODS: tuple[str, ...] = ("full", "last_20pct")
+PERIOD_LABELS = {"full": "Full out-of-sample span", "last_20pct": "Last 20 % of months (the original's window)"}
+BASELINES: tuple[str, ...] = ("persistence", "historical-mean")
+
+
+class MetricSpec(NamedTuple):
+    """One row of the metrics tables: the key in the metric dicts, its label and how it is formatted.
+
+    ``fmt``: ``pct`` (fraction shown as %), ``num`` (2 decimals), ``x`` (multiple, 2 decimals), ``month``.
+    """
+
+    key: str
+    label: str
+    fmt: str
+
+
+# The metric keys the report knows, in display order. Keys a metrics dict carries beyond these are
+# shown after them with a generic format; keys it lacks are shown as "–".
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("cagr", "CAGR", "pct"),
+    MetricSpec("vol", "Volatility (annualised)", "pct"),
+    MetricSpec("sharpe", "Sharpe", "num"),
+    MetricSpec("sortino", "Sortino", "num"),
+    MetricSpec("max_drawdown", "Maximum drawdown", "pct"),
+    MetricSpec("max_drawdown_start", "Drawdown peak", "month"),
+    MetricSpec("max_drawdown_end", "Drawdown trough", "month"),
+    MetricSpec("calmar", "Calmar", "num"),
+    MetricSpec("hit_rate", "Hit rate vs benchmark", "pct"),
+    MetricSpec("turnover", "Average turnover", "pct"),
+    MetricSpec("capital", "Average capital deployed", "x"),
+    MetricSpec("std_original", "Std, original definition", "pct"),
+    MetricSpec("sortino_original", "Sortino, original definition", "num"),
+)
+HEADLINE_METRICS: tuple[str, ...] = ("cagr", "vol", "sharpe", "max_drawdown")
+
+MetricTable = dict[str, dict[str, dict[str, Any]]]
+"""``{name: {period: {metric: value}}}``: names are models plus ``benchmark`` and ``equal_weight``."""
+
+
+# --------------------------------------------------------------------------------------------- frames
+
+def _month(value: Any) -> str:
+    if isinstance(value, pd.Period):
+        return f"{value.year:04d}-{value.month:02d}"
+    if isinstance(value, pd.Timestamp):
+        return f"{value.year:04d}-{value.month:02d}"
+    return str(value)
+
+
+def _frame(df: pd.DataFrame | None, name: str, columns: Mapping[str, str]) -> pd.DataFrame:
+    """A normalised copy of ``df``: required ``columns`` ({name: kind}) present and coerced.
+
+    Kinds: ``str``, ``month``, ``float``, ``int``, ``bool``. Extra columns are kept as they are.
+    """
+    if df is None:
+        df = pd.DataFrame({col: pd.Series(dtype=float if kind == "float" else object)
+                           for col, kind in columns.items()})
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, not {type(df).__name__}")
+    missing = [col for col in columns if col not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; it needs {list(columns)}")
+    out = df.reset_index(drop=True).copy()
+    for col, kind in columns.items():
+        values = out[col]
+        if kind == "month":
+            out[col] = pd.Series([_month(v) for v in values], dtype=object, index=out.index)
+        elif kind == "str":
+            out[col] = pd.Series([str(v) for v in values], dtype=object, index=out.index)
+        elif kind == "float":
+            out[col] = pd.to_numeric(values, errors="raise").astype("float64")
+        elif kind == "int":
+            out[col] = pd.to_numeric(values, errors="raise").astype("int64")
+        elif kind == "bool":
+            out[col] = values.astype(bool)
+    return out
+
+
+def _py(value: Any) -> Any:
+    """A JSON-safe Python scalar (numpy scalars unwrapped, non-finite floats as None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Period | pd.Timestamp):
+        return _month(value)
+    return value
+
+
+def _clean(obj: Any) -> Any:
+    """Recursively JSON-safe copy of dicts/lists/scalars."""
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return _py(obj)
+
+
+def frame_to_json(df: pd.DataFrame) -> dict[str, Any]:
+    """``{"columns", "dtypes", "data"}``: a lossless, index-free JSON form of a frame."""
+    return {
+        "columns": [str(c) for c in df.columns],
+        "dtypes": [str(t) for t in df.dtypes],
+        "data": [[_py(v) for v in row] for row in df.itertuples(index=False, name=None)],
+    }
+
+
+def frame_from_json(obj: Mapping[str, Any]) -> pd.DataFrame:
+    """Inverse of :func:`frame_to_json`."""
+    df = pd.DataFrame(obj["data"], columns=obj["columns"])
+    if df.empty:
+        df = pd.DataFrame({c: pd.Series(dtype=object) for c in obj["columns"]})
+    for col, dtype in zip(obj["columns"], obj["dtypes"], strict=True):
+        if dtype == "object":
+            df[col] = df[col].astype(object)
+        else:  # float64 (None -> NaN), int64, bool, str, ...
+            df[col] = df[col].astype(dtype)
+    return df
+
+
+# ------------------------------------------------------------------------------------------- sections
+
+ALLOCATION_COLUMNS = {"model": "str", "asset": "str", "sector": "str", "predicted_return": "float",
+                      "weight": "float", "flag": "bool", "multiplier": "float"}
+RETURNS_COLUMNS = {"month": "month", "model": "str", "gross_return": "float", "net_return": "float"}
+MARKET_COLUMNS = {"month": "month", "benchmark_return": "float", "equal_weight_return": "float",
+                  "risk_free": "float"}
+MAE_COLUMNS = {"model": "str", "asset": "str", "mae": "float"}
+IC_COLUMNS = {"month": "month", "model": "str", "ic": "float"}
+WEIGHTS_COLUMNS = {"model": "str", "month": "month", "asset": "str", "weight": "float"}
+EXPOSURE_COLUMNS = {"model": "str", "month": "month", "capital": "float", "n_flagged": "int",
+                    "turnover": "float"}
+LOOKAHEAD_RETURNS_COLUMNS = {"month": "month", "model": "str", "alignment": "str", "net_return": "float"}
+
+
+@dataclass
+class DecisionSection:
+    """Section 1: next month's allocation.
+
+    ``allocations``: one row per (model, asset) with columns ``model``, ``asset`` (ticker), ``sector``,
+    ``predicted_return`` (next-month total return forecast), ``weight`` (final weight w_i),
+    ``flag`` (leverage flag: prediction above the threshold), ``multiplier`` (L_i). Asset order is the
+    universe order of the first model's rows. ``capital``: capital deployed C = sum(w_i * L_i) per model.
+    """
+
+    target_month: str
+    chosen_model: str
+    allocations: pd.DataFrame
+    capital: dict[str, float]
+    threshold: float | None = None
+    factor: float | None = None
+
+    def __post_init__(self) -> None:
+        self.target_month = _month(self.target_month)
+        self.allocations = _frame(self.allocations, "decision.allocations", ALLOCATION_COLUMNS)
+        self.capital = {str(k): float(v) for k, v in self.capital.items()}
+
+    @property
+    def models(self) -> list[str]:
+        """Models in the order of first appearance."""
+        return list(dict.fromkeys(self.allocations["model"]))
+
+
+@dataclass
+class PerformanceSection:
+    """Section 2: out-of-sample performance.
+
+    ``returns``: one row per (model, month) with the portfolio's ``gross_return`` (before costs) and
+    ``net_return`` (after transaction costs). ``market``: one row per month with ``benchmark_return``,
+    ``equal_weight_return`` and ``risk_free`` (monthly). ``metrics_net`` / ``metrics_gross``: the
+    metric tables (:data:`MetricTable`) with and without costs; benchmark and equal weight under
+    :data:`BENCHMARK_KEY` and :data:`EQUAL_WEIGHT_KEY` (they carry no costs, so the same in both).
+    """
+
+    returns: pd.DataFrame
+    market: pd.DataFrame
+    metrics_net: MetricTable
+    metrics_gross: MetricTable
+    benchmark: str = "SPY"
+    cost_bps: float | None = None
+
+    def __post_init__(self) -> None:
+        self.returns = _frame(self.returns, "performance.returns", RETURNS_COLUMNS)
+        self.market = _frame(self.market, "performance.market", MARKET_COLUMNS)
+        self.metrics_net = _clean(self.metrics_net)
+        self.metrics_gross = _clean(self.metrics_gross)
+
+
+@dataclass
+class ForecastQualitySection:
+    """Section 3: how good the forecasts were, out of sample.
+
+    ``mae``: one row per (model, asset) with the mean absolute error of the monthly return forecast;
+    the baselines appear as models named ``persistence`` and ``historical-mean`` (:data:`BASELINES`);
+    an optional row with asset ``all`` holds the overall MAE (otherwise the mean over assets is shown).
+    ``ic``: one row per (month, model): the rank information coefficient (Spearman of predicted vs
+    realised across assets). ``ic_summary`` (optional): ``{model: {"mean", "t_stat", "n"}}`` as the
+    metrics computed it; when empty the report computes mean, t = mean / (sd / sqrt(n)) and n from ``ic``.
+    """
+
+    mae: pd.DataFrame
+    ic: pd.DataFrame
+    ic_summary: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.mae = _frame(self.mae, "forecast_quality.mae", MAE_COLUMNS)
+        self.ic = _frame(self.ic, "forecast_quality.ic", IC_COLUMNS)
+        self.ic_summary = _clean(self.ic_summary)
+
+    def ic_stats(self) -> dict[str, dict[str, float | None]]:
+        """Mean IC, its t-statistic and the number of months per model (given, else computed)."""
+        out: dict[str, dict[str, float | None]] = {}
+        for model, group in self.ic.groupby("model", sort=False):
+            values = group["ic"].dropna().to_numpy()
+            n = len(values)
+            mean = float(values.mean()) if n else None
+            sd = float(values.std(ddof=1)) if n > 1 else None
+            t = mean / (sd / math.sqrt(n)) if mean is not None and sd else None
+            positive = float((values > 0).mean()) if n else None
+            out[str(model)] = {"mean": mean, "t_stat": t, "n": float(n), "share_positive": positive}
+        for model, given in self.ic_summary.items():
+            out.setdefault(model, {}).update({k: v for k, v in given.items() if v is not None})
+        return out
+
+
+@dataclass
+class AllocationSection:
+    """Section 4: what the strategy held.
+
+    ``weights``: one row per (model, month, asset) with the weight held over that month.
+    ``exposure``: one row per (model, month) with ``capital`` deployed (sum of w_i * L_i),
+    ``n_flagged`` (assets with the leverage flag) and ``turnover`` (sum of |w_t - w_{t-1}|).
+    """
+
+    weights: pd.DataFrame
+    exposure: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        self.weights = _frame(self.weights, "allocation.weights", WEIGHTS_COLUMNS)
+        self.exposure = _frame(self.exposure, "allocation.exposure", EXPOSURE_COLUMNS)
+
+
+@dataclass
+class LookaheadSection:
+    """Section 5: the same backtest with publication lag 0 (the original notebook's alignment).
+
+    ``point_in_time`` and ``lag0``: :data:`MetricTable` s (net of costs) of the point-in-time backtest
+    (macro lag ``publication_lag_months``) and of the lag-0 one. ``returns`` (optional): one row per
+    (month, model, alignment) with ``alignment`` in {``point_in_time``, ``lag0``} and ``net_return``,
+    for the chart.
+    """
+
+    point_in_time: MetricTable
+    lag0: MetricTable
+    publication_lag_months: int = 1
+    returns: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        self.point_in_time = _clean(self.point_in_time)
+        self.lag0 = _clean(self.lag0)
+        self.returns = _frame(self.returns, "lookahead.returns", LOOKAHEAD_RETURNS_COLUMNS)
+
+
+@dataclass
+class ValidationSuite:
+    """One Great Expectations suite's outcome: checks run, critical failures, warnings, worst example."""
+
+    name: str
+    checks: int
+    failed: int
+    warnings: int = 0
+    worst: str = ""
+
+
+@dataclass
+class DataSource:
+    """One data source as ingested: what it is, the span it covers, which vintage, how many rows."""
+
+    name: str
+    kind: str
+    first: str = ""
+    last: str = ""
+    vintage: str = ""
+    rows: int | None = None
+    note: str = ""
+
+
+@dataclass
+class DataQualitySection:
+    """Section 6: validation summary and data sources. ``synthetic`` puts a banner on top of the report."""
+
+    synthetic: bool
+    source: str
+    suites: list[ValidationSuite] = field(default_factory=list)
+    sources: list[DataSource] = field(default_factory=list)
+    passed: bool = True
+
+    def __post_init__(self) -> None:
+        self.suites = [s if isinstance(s, ValidationSuite) else ValidationSuite(**s) for s in self.suites]
+        self.sources = [s if isinstance(s, DataSource) else DataSource(**s) for s in self.sources]
+
+
+@dataclass
+class ProvenanceSection:
+    """Section 7: what produced this report. ``configuration`` must already have secrets masked
+    (build it with :func:`job.report.collect_provenance`, which masks them)."""
+
+    run_id: str
+    created_at: str
+    code_version: str
+    git_commit: str | None
+    library_versions: dict[str, str]
+    data_fingerprint: str
+    model_fingerprints: dict[str, str]
+    configuration: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)
+    stage_timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.configuration = _clean(self.configuration)
+        self.stage_timings = {str(k): float(v) for k, v in self.stage_timings.items()}
+
+
+LOOKAHEAD_NOT_RUN = ("the lag-0 backtest was not run for this month (it doubles the backtest time); "
+                     "run `rotation backtest --publication-lag 0` to produce it")
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, for one as-of month and one run. See the module docstring."""
+
+    as_of: str
+    decision: DecisionSection
+    performance: PerformanceSection
+    forecast_quality: ForecastQualitySection
+    allocation: AllocationSection
+    data_quality: DataQualitySection
+    provenance: ProvenanceSection
+    lookahead: LookaheadSection | None = None
+    lookahead_not_run_reason: str = LOOKAHEAD_NOT_RUN
+    title: str = "Sector rotation: monthly report"
+    disclaimer: str = DISCLAIMER
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.as_of = _month(self.as_of)
+
+    @property
+    def run_id(self) -> str:
+        return self.provenance.run_id
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data_quality.synthetic
+
+    @property
+    def models(self) -> list[str]:
+        """Models in report order: those of the decision, then any other with returns."""
+        models = self.decision.models
+        models += [m for m in dict.fromkeys(self.performance.returns["model"]) if m not in models]
+        return models
+
+    # ------------------------------------------------------------------------------ JSON round trip
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe data: frames as ``{"columns", "dtypes", "data"}``."""
+        d, p, f, a, q, v = (self.decision, self.performance, self.forecast_quality, self.allocation,
+                            self.data_quality, self.provenance)
+        look = self.lookahead
+        return {
+            "schema_version": self.schema_version,
+            "as_of": self.as_of,
+            "title": self.title,
+            "disclaimer": self.disclaimer,
+            "decision": {"target_month": d.target_month, "chosen_model": d.chosen_model,
+                         "allocations": frame_to_json(d.allocations), "capital": _clean(d.capital),
+                         "threshold": _py(d.threshold), "factor": _py(d.factor)},
+            "performance": {"returns": frame_to_json(p.returns), "market": frame_to_json(p.market),
+                            "metrics_net": p.metrics_net, "metrics_gross": p.metrics_gross,
+                            "benchmark": p.benchmark, "cost_bps": _py(p.cost_bps)},
+            "forecast_quality": {"mae": frame_to_json(f.mae), "ic": frame_to_json(f.ic),
+                                 "ic_summary": f.ic_summary},
+            "allocation": {"weights": frame_to_json(a.weights), "exposure": frame_to_json(a.exposure)},
+            "lookahead": None if look is None else {
+                "point_in_time": look.point_in_time, "lag0": look.lag0,
+                "publication_lag_months": look.publication_lag_months,
+                "returns": frame_to_json(look.returns)},
+            "lookahead_not_run_reason": self.lookahead_not_run_reason,
+            "data_quality": {"synthetic": q.synthetic, "source": q.source, "passed": q.passed,
+                             "suites": [_clean(vars(s)) for s in q.suites],
+                             "sources": [_clean(vars(s)) for s in q.sources]},
+            "provenance": _clean(vars(v)),
+        }
+
+    def to_json(self) -> str:
+        """Deterministic JSON text (same data, same bytes); strict JSON (no NaN)."""
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> ReportData:
+        """Inverse of :meth:`to_dict`; ValueError when the schema version is newer than this code."""
+        version = int(obj.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"report data schema {version} is newer than this code's {SCHEMA_VERSION}")
+        d, p, f, a, q = (obj["decision"], obj["performance"], obj["forecast_quality"], obj["allocation"],
+                         obj["data_quality"])
+        look = obj.get("lookahead")
+        return cls(
+            as_of=obj["as_of"],
+            title=obj.get("title", "Sector rotation: monthly report"),
+            disclaimer=obj.get("disclaimer", DISCLAIMER),
+            decision=DecisionSection(target_month=d["target_month"], chosen_model=d["chosen_model"],
+                                     allocations=frame_from_json(d["allocations"]), capital=d["capital"],
+                                     threshold=d.get("threshold"), factor=d.get("factor")),
+            performance=PerformanceSection(returns=frame_from_json(p["returns"]),
+                                           market=frame_from_json(p["market"]),
+                                           metrics_net=p["metrics_net"], metrics_gross=p["metrics_gross"],
+                                           benchmark=p.get("benchmark", "SPY"), cost_bps=p.get("cost_bps")),
+            forecast_quality=ForecastQualitySection(mae=frame_from_json(f["mae"]), ic=frame_from_json(f["ic"]),
+                                                    ic_summary=f.get("ic_summary", {})),
+            allocation=AllocationSection(weights=frame_from_json(a["weights"]),
+                                         exposure=frame_from_json(a["exposure"])),
+            lookahead=None if look is None else LookaheadSection(
+                point_in_time=look["point_in_time"], lag0=look["lag0"],
+                publication_lag_months=look.get("publication_lag_months", 1),
+                returns=frame_from_json(look["returns"]) if look.get("returns") else None),
+            lookahead_not_run_reason=obj.get("lookahead_not_run_reason", LOOKAHEAD_NOT_RUN),
+            data_quality=DataQualitySection(synthetic=q["synthetic"], source=q["source"],
+                                            passed=q.get("passed", True), suites=q.get("suites", []),
+                                            sources=q.get("sources", [])),
+            provenance=ProvenanceSection(**obj["provenance"]),
+            schema_version=SCHEMA_VERSION,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ReportData:
+        """Parse :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))

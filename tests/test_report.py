@@ -1,0 +1,393 @@
+"""The report: a self-contained, deterministic HTML page with seven sections, and its terminal summary.
+
+The ReportData here is built from ``synthetic_dataset()`` with toy forecasts (the true signal plus noise)
+and the strategy rule written out in a few lines of numpy; it is labelled synthetic, as the report must
+show. The real backtest and models are tested in their own files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from job.cli import cli
+from job.config import load_settings
+from job.dataset import Dataset, synthetic_dataset
+from job.months import month_str
+from job.report import (
+    BENCHMARK_KEY,
+    EQUAL_WEIGHT_KEY,
+    SECTION_TITLES,
+    SYNTHETIC_BANNER,
+    AllocationSection,
+    DataQualitySection,
+    DataSource,
+    DecisionSection,
+    ForecastQualitySection,
+    LookaheadSection,
+    PerformanceSection,
+    ReportData,
+    ValidationSuite,
+    collect_provenance,
+    load_committed,
+    mask_secrets,
+    render_html,
+    render_text,
+    report_keys,
+    write_report,
+)
+from job.store import LocalStore
+
+RUN_ID = "20250201T000000Z-synthetic"
+THRESHOLD, FACTOR, SHRINKAGE, COST_BPS = 0.02, 5.0, 0.3, 10.0
+
+
+# ------------------------------------------------------------------------------------ fixture helper
+
+def _allocate(pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The strategy rule of issue 6 for (months, assets) predictions: weights, flags, multipliers."""
+    n = pred.shape[1]
+    flag = pred > THRESHOLD
+    mult = np.where(flag, FACTOR, 1.0)
+    raw = np.maximum(pred, 0.0) * mult
+    total = raw.sum(axis=1, keepdims=True)
+    normalised = np.where(total > 0, raw / np.where(total > 0, total, 1.0), 1.0 / n)
+    return SHRINKAGE / n + (1 - SHRINKAGE) * normalised, flag, mult
+
+
+def _metrics(r: pd.Series, bench: pd.Series, rf: pd.Series, turnover: pd.Series | None = None,
+             capital: pd.Series | None = None) -> dict[str, dict[str, object]]:
+    """Toy metrics per period (full, last 20 %), in the report's metric keys (inf where undefined)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _metrics_unchecked(r, bench, rf, turnover, capital)
+
+
+def _metrics_unchecked(r: pd.Series, bench: pd.Series, rf: pd.Series, turnover: pd.Series | None,
+                       capital: pd.Series | None) -> dict[str, dict[str, object]]:
+    out = {}
+    n = len(r)
+    for period, sl in (("full", slice(0, n)), ("last_20pct", slice(n - max(round(n * 0.2), 1), n))):
+        x, b, f = r.iloc[sl], bench.iloc[sl], rf.iloc[sl]
+        wealth = (1 + x).cumprod()
+        years = len(x) / 12
+        cagr = wealth.iloc[-1] ** (1 / years) - 1
+        vol = x.std(ddof=1) * np.sqrt(12)
+        excess = x - f
+        downside = np.sqrt((np.minimum(excess, 0) ** 2).mean()) * np.sqrt(12)
+        dd = wealth / wealth.cummax() - 1
+        trough = dd.idxmin()
+        peak = wealth.loc[:trough].idxmax()
+        out[period] = {
+            "cagr": cagr, "vol": vol, "sharpe": excess.mean() * 12 / vol, "sortino": excess.mean() * 12 / downside,
+            "max_drawdown": dd.min(), "max_drawdown_start": peak, "max_drawdown_end": trough,
+            "calmar": cagr / abs(dd.min()), "hit_rate": float((x > b).mean()),
+            "turnover": None if turnover is None else turnover.iloc[sl].mean(),
+            "capital": None if capital is None else capital.iloc[sl].mean(),
+            "std_original": x.std(ddof=0) * np.sqrt(12),
+            "sortino_original": (cagr - 0.0427) / (x[x < 0].std(ddof=0) * np.sqrt(12)),
+        }
+    return out
+
+
+def make_report_data(ds: Dataset, *, sectors: dict[str, str] | None = None, seed: int = 3,
+                     lookahead: bool = True, synthetic: bool = True) -> ReportData:
+    """A complete ReportData from a synthetic dataset: toy ridge/tree/ensemble forecasts (signal + noise)."""
+    rng = np.random.default_rng(seed)
+    assets = ds.assets
+    sectors = sectors or {a: ("Broad market" if a == ds.benchmark else f"Sector {a}") for a in assets}
+    macro = ds.features[[c for c in ds.feature_names if c.startswith("macro:")]].to_numpy()
+    signal = 0.008 + 0.6 * 0.04 * macro[:, np.arange(len(assets)) % macro.shape[1]]
+    preds = {"ridge": 0.8 * signal + rng.normal(0, 0.01, signal.shape),
+             "tree": 0.5 * signal + rng.normal(0, 0.02, signal.shape)}
+    preds["ensemble"] = (preds["ridge"] + preds["tree"]) / 2
+    labels = ds.labels()
+    start = 60
+    months = ds.months[start:-1]  # decision months with a realised label
+    realised = labels.loc[months].to_numpy()
+    bench = pd.Series(realised[:, 0], index=[month_str(m + 1) for m in months])
+    rf = pd.Series(ds.risk_free.reindex(months + 1).to_numpy(), index=bench.index)
+    market = pd.DataFrame({"month": bench.index, "benchmark_return": bench.to_numpy(),
+                           "equal_weight_return": realised.mean(axis=1), "risk_free": rf.to_numpy()})
+    returns, weights, exposure, ic_rows, mae_rows, allocations = [], [], [], [], [], []
+    metrics_net: dict = {}
+    metrics_gross: dict = {}
+    lag0_net: dict = {}
+    look_rows = []
+    for model, pred_all in preds.items():
+        for alignment, pred in (("point_in_time", pred_all[start:-1]),
+                                ("lag0", pred_all[start:-1] + 0.4 * (realised - pred_all[start:-1]))):
+            w, flag, mult = _allocate(pred)
+            capital = (w * mult).sum(axis=1)
+            gross = (w * mult * realised).sum(axis=1) / capital
+            turnover = np.abs(np.diff(w, axis=0, prepend=w[:1])).sum(axis=1)
+            net = gross - COST_BPS / 1e4 * turnover
+            idx = bench.index
+            net_s, gross_s = pd.Series(net, index=idx), pd.Series(gross, index=idx)
+            look_rows += [{"month": m, "model": model, "alignment": alignment, "net_return": v}
+                          for m, v in zip(idx, net, strict=True)]
+            if alignment == "lag0":
+                lag0_net[model] = _metrics(net_s, bench, rf, pd.Series(turnover, index=idx))
+                continue
+            metrics_net[model] = _metrics(net_s, bench, rf, pd.Series(turnover, index=idx),
+                                          pd.Series(capital, index=idx))
+            metrics_gross[model] = _metrics(gross_s, bench, rf, pd.Series(turnover, index=idx),
+                                            pd.Series(capital, index=idx))
+            returns += [{"month": m, "model": model, "gross_return": g, "net_return": v}
+                        for m, g, v in zip(idx, gross, net, strict=True)]
+            for i, m in enumerate(idx):
+                weights += [{"model": model, "month": m, "asset": a, "weight": w[i, j]} for j, a in enumerate(assets)]
+                exposure.append({"model": model, "month": m, "capital": capital[i], "n_flagged": int(flag[i].sum()),
+                                 "turnover": turnover[i]})
+                ic_rows.append({"month": m, "model": model,
+                                "ic": pd.Series(pred[i]).rank().corr(pd.Series(realised[i]).rank())})
+            err = np.abs(pred - realised).mean(axis=0)
+            mae_rows += [{"model": model, "asset": a, "mae": e} for a, e in zip(assets, err, strict=True)]
+        p_last = pred_all[-1:]
+        w, flag, mult = _allocate(p_last)
+        allocations += [{"model": model, "asset": a, "sector": sectors[a], "predicted_return": p_last[0, j],
+                         "weight": w[0, j], "flag": bool(flag[0, j]), "multiplier": mult[0, j]}
+                        for j, a in enumerate(assets)]
+    persistence = ds.returns.loc[months].to_numpy()
+    hist_mean = ds.returns.expanding().mean().loc[months].to_numpy()
+    for name, base in (("persistence", persistence), ("historical-mean", hist_mean)):
+        err = np.abs(base - realised).mean(axis=0)
+        mae_rows += [{"model": name, "asset": a, "mae": e} for a, e in zip(assets, err, strict=True)]
+    for tbl in (metrics_net, metrics_gross, lag0_net):
+        tbl[BENCHMARK_KEY] = _metrics(bench, bench, rf)
+        tbl[EQUAL_WEIGHT_KEY] = _metrics(market.set_index("month")["equal_weight_return"], bench, rf)
+    alloc = pd.DataFrame(allocations)
+    as_of = ds.months[-1]
+    settings = load_settings(environ={})
+    fingerprint = hashlib.sha256(ds.features.to_numpy().tobytes()).hexdigest()[:16]
+    return ReportData(
+        as_of=as_of,
+        decision=DecisionSection(target_month=as_of + 1, chosen_model="ensemble", allocations=alloc,
+                                 capital={m: float((g["weight"] * g["multiplier"]).sum())
+                                          for m, g in alloc.groupby("model", sort=False)},
+                                 threshold=THRESHOLD, factor=FACTOR),
+        performance=PerformanceSection(returns=pd.DataFrame(returns), market=market, metrics_net=metrics_net,
+                                       metrics_gross=metrics_gross, benchmark=ds.benchmark, cost_bps=COST_BPS),
+        forecast_quality=ForecastQualitySection(mae=pd.DataFrame(mae_rows), ic=pd.DataFrame(ic_rows)),
+        allocation=AllocationSection(weights=pd.DataFrame(weights), exposure=pd.DataFrame(exposure)),
+        lookahead=LookaheadSection(point_in_time=metrics_net, lag0=lag0_net, publication_lag_months=1,
+                                   returns=pd.DataFrame(look_rows)) if lookahead else None,
+        data_quality=DataQualitySection(
+            synthetic=synthetic, source="sample", passed=True,
+            suites=[ValidationSuite("prices", 14, 0, 0), ValidationSuite("macro", 9, 0, 1, "M3: 1 gap of 1 month"),
+                    ValidationSuite("features", 6, 0, 0), ValidationSuite("lookahead", 4, 0, 0)],
+            sources=[DataSource("sample prices", "prices", month_str(ds.months[0]), month_str(as_of),
+                                "seed 0", len(ds.returns) * len(assets), "synthetic"),
+                     DataSource("sample macro", "macro", month_str(ds.months[0]), month_str(as_of), "seed 0",
+                                int(macro.size), "synthetic, AR(1) factors")]),
+        provenance=collect_provenance(settings, run_id=RUN_ID, created_at="2025-02-01T00:00:00Z",
+                                      data_fingerprint=fingerprint,
+                                      model_fingerprints={m: f"{m}-{fingerprint[:8]}" for m in preds},
+                                      stage_timings={"ingest": 0.4, "validate": 1.2, "train": 3.5}),
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return synthetic_dataset(n_months=150, n_assets=6, n_macro=8, seed=1)
+
+
+@pytest.fixture(scope="module")
+def data(dataset: Dataset) -> ReportData:
+    return make_report_data(dataset)
+
+
+@pytest.fixture(scope="module")
+def html(data: ReportData) -> str:
+    return render_html(data)
+
+
+# ------------------------------------------------------------------------------------------------ HTML
+
+def test_html_has_every_section_in_order(html: str) -> None:
+    """The seven headings of the issue appear, once each, in the issue's order."""
+    positions = [html.find(f">{title}</h2>") for title in SECTION_TITLES]
+    assert all(p > 0 for p in positions), dict(zip(SECTION_TITLES, positions, strict=True))
+    assert positions == sorted(positions)
+    assert len(SECTION_TITLES) == 7
+
+
+def test_html_is_self_contained(html: str) -> None:
+    """No URL, no external script, stylesheet, image or font: the page works offline and fetches nothing."""
+    assert not re.search(r"https?://", html, re.I)
+    assert not re.search(r"<script\b", html, re.I)
+    assert not re.search(r"<link\b", html, re.I)
+    assert not re.search(r"@import|url\((?!#)", html, re.I)  # only in-page SVG references
+    for attr in re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', html, re.I):
+        assert attr.startswith("#"), attr
+    assert "default-src 'none'" in html  # the CSP forbids fetches even if something slipped through
+    assert html.count("<svg") >= 5  # growth, drawdown, IC, weights, capital (+ look-ahead)
+
+
+def test_synthetic_banner_only_for_synthetic_data(dataset: Dataset, html: str) -> None:
+    assert f'<div class="banner" role="alert">{SYNTHETIC_BANNER}' in html
+    real = render_html(make_report_data(dataset, synthetic=False, lookahead=False))
+    assert 'class="banner"' not in real
+
+
+def test_values_are_escaped(dataset: Dataset) -> None:
+    """A sector called <script> is shown as text, never run."""
+    sectors = {a: "<script>alert(1)</script>" for a in dataset.assets}
+    page = render_html(make_report_data(dataset, sectors=sectors))
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_html_is_deterministic(dataset: Dataset, data: ReportData, html: str) -> None:
+    """The same data gives byte-identical HTML, also when the data is rebuilt from scratch."""
+    assert render_html(data) == html
+    assert render_html(make_report_data(dataset)) == html
+
+
+def test_lookahead_not_run_is_explained(dataset: Dataset) -> None:
+    data = make_report_data(dataset, lookahead=False)
+    data.lookahead_not_run_reason = "skipped because <reasons>"
+    page = render_html(data)
+    section = page[page.index('id="lookahead"'):page.index('id="data-quality"')]
+    assert "Not run." in section and "skipped because &lt;reasons&gt;" in section
+
+
+def test_decision_and_metrics_in_html(data: ReportData, html: str) -> None:
+    """The chosen model's weights and the headline metrics are on the page as numbers."""
+    rows = data.decision.allocations.query("model == 'ensemble'")
+    for rec in rows.itertuples():
+        assert f"{rec.weight * 100:.2f}&nbsp;%" in html
+    cagr = data.performance.metrics_net["ensemble"]["full"]["cagr"]
+    assert f"{cagr * 100:.2f}&nbsp;%" in html
+    assert "research, not investment advice" in html
+
+
+def test_secrets_never_reach_the_report(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "topsecretvalue123456")
+    monkeypatch.setenv("ROTATION_STORE__ENDPOINT_URL", "http://user:topsecretvalue123456@127.0.0.1:9000")
+    data = make_report_data(dataset)
+    data.provenance = collect_provenance(load_settings(), run_id=RUN_ID, created_at="x", data_fingerprint="f")
+    page = render_html(data)
+    assert "topsecretvalue123456" not in page and "topsecretvalue123456" not in data.to_json()
+    assert data.provenance.secrets["AWS_SECRET_ACCESS_KEY"].startswith("****")
+    assert not re.search(r"https?://", page)
+    masked = mask_secrets({"api_key": "abc", "nested": {"url": "s3://k:s@host/x"}}, environ={})
+    assert masked == {"api_key": "****", "nested": {"url": "s3://****@host/x"}}
+
+
+# ------------------------------------------------------------------------------------- text and JSON
+
+def test_text_summary_lists_the_decision(data: ReportData) -> None:
+    text = render_text(data, where="/tmp/report.html")
+    assert text.startswith(f"**{SYNTHETIC_BANNER}**")
+    assert f"weights for {data.decision.target_month}" in text
+    for rec in data.decision.allocations.query("model == 'ensemble'").itertuples():
+        assert rec.asset in text and f"{rec.weight * 100:.1f}%" in text
+    assert "ensemble (chosen)" in text and "| SPY " in text
+    assert "Report: /tmp/report.html" in text
+
+
+def test_json_round_trip(data: ReportData) -> None:
+    text = data.to_json()
+    back = ReportData.from_json(text)
+    assert back.to_json() == text
+    pd.testing.assert_frame_equal(back.decision.allocations, data.decision.allocations)
+    pd.testing.assert_frame_equal(back.allocation.exposure, data.allocation.exposure)
+    assert render_html(back) == render_html(data)
+    json.loads(text)  # strict JSON (no NaN)
+
+
+def test_contract_rejects_missing_columns() -> None:
+    with pytest.raises(ValueError, match="predicted_return"):
+        DecisionSection(target_month="2025-02", chosen_model="ridge",
+                        allocations=pd.DataFrame({"model": ["ridge"], "asset": ["SPY"]}), capital={})
+
+
+# ------------------------------------------------------------------------------------ store and CLI
+
+def _publish(store_dir: Path, data: ReportData) -> None:
+    """Write the report artifacts and a minimal manifest, as ``rotation run`` does."""
+    store = LocalStore(store_dir)
+    keys = write_report(data, store)
+    artifacts = [{"path": k, "bytes": len(store.get_bytes(k)),
+                  "sha256": hashlib.sha256(store.get_bytes(k)).hexdigest()} for k in keys]
+    manifest = {"as_of": data.as_of, "run_id": data.run_id, "created_at": "2025-02-01T00:00:00Z",
+                "artifacts": artifacts}
+    store.put_bytes(f"runs/as_of={data.as_of}/manifest.json", json.dumps(manifest).encode())
+
+
+def test_report_command_rerenders_committed_month(tmp_path: Path, data: ReportData, html: str) -> None:
+    """`rotation report --output` writes the same HTML as the run did, and prints the decision."""
+    _publish(tmp_path / "store", data)
+    out = tmp_path / "out" / "r.html"
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "store"), "report", "--as-of", data.as_of,
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8") == html
+    assert f"weights for {data.decision.target_month}" in result.output
+    html_key = report_keys(data.as_of, data.run_id)[1]
+    assert (tmp_path / "store" / html_key).read_text(encoding="utf-8") == html
+    _, loaded = load_committed(LocalStore(tmp_path / "store"))  # default month: the latest
+    assert loaded.to_json() == data.to_json()
+
+
+def test_report_command_without_committed_run_exits_2(tmp_path: Path) -> None:
+    """It exits with status 2 and one line naming the month when the store has no run for it."""
+    proc = subprocess.run([sys.executable, "-m", "job", "--store", str(tmp_path), "report", "--as-of", "2025-01"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "no committed run for 2025-01" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_report_command_rejects_bad_month(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path), "report", "--as-of", "2025-13"])
+    assert result.exit_code != 0
+    assert "invalid month" in str(result.exception)
+
+
+# -------------------------------------------------------------------------------------------- browser
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tmp_path: Path, html: str) -> None:
+    """The page opens in a real browser: a 1280x2000 screenshot that is not blank."""
+    binary = _chromium()
+    if binary is None:
+        print("chromium not found: install it with scripts/install_chromium.sh")
+        pytest.skip("chromium not found: install it with scripts/install_chromium.sh")
+    page = tmp_path / "report.html"
+    page.write_text(html, encoding="utf-8")
+    shot = tmp_path / "report.png"
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
+    proc = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", "--hide-scrollbars",
+         f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shot.is_file(), proc.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[:2] == (2000, 1280)
+    rgb = pixels[..., :3]
+    assert float(rgb.std()) > 0.05  # not a blank page
+    # the top band holds the red SYNTHETIC DATA banner
+    top = rgb[5:30].reshape(-1, 3).mean(axis=0)
+    assert top[0] > 0.5 and top[1] < 0.35 and top[2] < 0.35, top
