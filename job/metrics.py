@@ -1,0 +1,354 @@
+"""Performance and forecast-quality metrics, with the formulas they promise.
+
+Notation: ``r_t`` monthly portfolio returns (decimal) for ``t = 1..T``, ``rf_t`` the monthly risk-free
+rate over the same month (decimal, from the data), ``x_t = r_t - rf_t`` the excess return,
+``W_t = prod_{s<=t} (1 + r_s)`` wealth with ``W_0 = 1``.
+
+Standard definitions (used for every headline number):
+
+- CAGR ``= W_T ** (12 / T) - 1`` (``-1`` once wealth reaches zero).
+- annualised volatility ``= std(r, ddof=1) * sqrt(12)``.
+- Sharpe ``= mean(x) / std(x, ddof=1) * sqrt(12)``.
+- Sortino ``= mean(x) * 12 / (DD * sqrt(12))`` with the downside deviation
+  ``DD = sqrt(mean_t(min(x_t, 0) ** 2))`` over all T months (target = the risk-free rate; months above
+  the target count as zero downside, the Sortino-Price definition).
+- maximum drawdown ``= min_t (W_t / max_{s<=t} W_s - 1)`` (a negative number), with its peak month (end of
+  the month wealth peaked; the month before the first one when the peak is the starting capital), trough
+  month and recovery month (first month after the trough with ``W_t >= W_peak``; None if not yet).
+- Calmar ``= CAGR / |maximum drawdown|``.
+- hit rate vs benchmark ``= share of months with r_t > b_t`` (ties are not hits).
+
+The original notebook's definitions, reported alongside to reproduce its table:
+
+- ``original_std = std(r, ddof=0) * sqrt(12)`` (population standard deviation);
+- ``original_sortino = (CAGR - 0.0427) / (std(r[r < 0], ddof=0) * sqrt(12))``: a fixed 4.27 % annual
+  rate, and the population standard deviation of the negative months around their own mean.
+
+Forecast quality (:func:`forecast_quality`): mean absolute error per model and asset next to the
+persistence and historical-mean baselines on the same months, and the rank information coefficient:
+each month, the Spearman correlation across assets of predicted and realised returns; reported as its
+mean over months with ``t = mean / (std(ddof=1) / sqrt(n_months))``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MONTHS_PER_YEAR = 12
+ORIGINAL_SORTINO_RF = 0.0427
+
+
+# ---- vectorised kernels: time on the last axis, any leading axes (parameter grids) ----------------------
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+
+
+def wealth(r: np.ndarray) -> np.ndarray:
+    """``W_t = prod_{s<=t}(1 + r_s)`` along the last axis (floored at 0: a ruined portfolio stays ruined)."""
+    growth = np.maximum(1.0 + np.asarray(r, dtype=np.float64), 0.0)
+    return np.cumprod(growth, axis=-1)
+
+
+def cagr(r: np.ndarray) -> np.ndarray:
+    """Compound annual growth rate ``W_T ** (12 / T) - 1``."""
+    r = np.asarray(r, dtype=np.float64)
+    final = wealth(r)[..., -1]
+    return final ** (MONTHS_PER_YEAR / r.shape[-1]) - 1.0
+
+
+def annual_volatility(r: np.ndarray) -> np.ndarray:
+    """``std(r, ddof=1) * sqrt(12)``."""
+    return np.std(r, axis=-1, ddof=1) * math.sqrt(MONTHS_PER_YEAR)
+
+
+def sharpe(r: np.ndarray, rf: np.ndarray | float = 0.0) -> np.ndarray:
+    """``mean(r - rf) / std(r - rf, ddof=1) * sqrt(12)`` (NaN when the excess return is constant)."""
+    x = np.asarray(r, dtype=np.float64) - np.asarray(rf, dtype=np.float64)
+    return _safe_div(x.mean(axis=-1), np.std(x, axis=-1, ddof=1)) * math.sqrt(MONTHS_PER_YEAR)
+
+
+def downside_deviation(r: np.ndarray, rf: np.ndarray | float = 0.0) -> np.ndarray:
+    """Monthly ``sqrt(mean(min(r - rf, 0) ** 2))`` over all months."""
+    x = np.asarray(r, dtype=np.float64) - np.asarray(rf, dtype=np.float64)
+    return np.sqrt(np.mean(np.minimum(x, 0.0) ** 2, axis=-1))
+
+
+def sortino(r: np.ndarray, rf: np.ndarray | float = 0.0) -> np.ndarray:
+    """``mean(r - rf) * 12 / (downside_deviation * sqrt(12))`` (NaN with no month below the target)."""
+    x = np.asarray(r, dtype=np.float64) - np.asarray(rf, dtype=np.float64)
+    return _safe_div(x.mean(axis=-1) * MONTHS_PER_YEAR,
+                     downside_deviation(r, rf) * math.sqrt(MONTHS_PER_YEAR))
+
+
+def drawdowns(r: np.ndarray) -> np.ndarray:
+    """``W_t / max_{s<=t} W_s - 1`` for t = 0..T (position 0 is the starting capital, drawdown 0)."""
+    w = wealth(r)
+    w = np.concatenate([np.ones_like(w[..., :1]), w], axis=-1)
+    peak = np.maximum.accumulate(w, axis=-1)
+    return w / peak - 1.0
+
+
+def max_drawdown(r: np.ndarray) -> np.ndarray:
+    """Deepest drawdown ``min_t (W_t / max_{s<=t} W_s - 1)``, a number in [-1, 0]."""
+    return drawdowns(r).min(axis=-1)
+
+
+def calmar(r: np.ndarray) -> np.ndarray:
+    """``CAGR / |maximum drawdown|`` (NaN without a drawdown)."""
+    return _safe_div(cagr(r), -max_drawdown(r))
+
+
+def original_std(r: np.ndarray) -> np.ndarray:
+    """The notebook's volatility: population ``std(r, ddof=0) * sqrt(12)``."""
+    return np.std(r, axis=-1, ddof=0) * math.sqrt(MONTHS_PER_YEAR)
+
+
+def original_sortino(r: np.ndarray, rate: float = ORIGINAL_SORTINO_RF) -> np.ndarray:
+    """The notebook's Sortino: ``(CAGR - rate) / (std(r[r < 0], ddof=0) * sqrt(12))``."""
+    r = np.asarray(r, dtype=np.float64)
+    neg = r < 0.0
+    count = neg.sum(axis=-1)
+    mean_neg = _safe_div(np.where(neg, r, 0.0).sum(axis=-1), count)
+    var_neg = _safe_div(np.where(neg, (r - mean_neg[..., None]) ** 2, 0.0).sum(axis=-1), count)
+    return _safe_div(cagr(r) - rate, np.sqrt(var_neg) * math.sqrt(MONTHS_PER_YEAR))
+
+
+def hit_rate(r: np.ndarray, benchmark: np.ndarray) -> np.ndarray:
+    """Share of months with ``r_t > b_t``."""
+    return (np.asarray(r, dtype=np.float64) > np.asarray(benchmark, dtype=np.float64)).mean(axis=-1)
+
+
+def vector_metrics(r: np.ndarray, rf: np.ndarray | float = 0.0, benchmark: np.ndarray | None = None, *,
+                   original_rf: float = ORIGINAL_SORTINO_RF) -> dict[str, np.ndarray]:
+    """Every numeric metric of :func:`performance` for returns ``(..., T)``, as arrays of shape ``(...)``."""
+    r = np.asarray(r, dtype=np.float64)
+    out = {
+        "cagr": cagr(r),
+        "annual_volatility": annual_volatility(r),
+        "sharpe": sharpe(r, rf),
+        "sortino": sortino(r, rf),
+        "max_drawdown": max_drawdown(r),
+        "calmar": calmar(r),
+        "original_std": original_std(r),
+        "original_sortino": original_sortino(r, original_rf),
+    }
+    if benchmark is not None:
+        out["hit_rate"] = hit_rate(r, benchmark)
+    return out
+
+
+# ---- one return series -----------------------------------------------------------------------------------
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _label(month: Any) -> str:
+    if isinstance(month, pd.Period):
+        return f"{month.year:04d}-{month.month:02d}"
+    return str(month)
+
+
+def _aligned_rf(rf: pd.Series | float | None, index: pd.Index) -> np.ndarray:
+    """``rf`` on ``index``: forward-filled (the last known rate), zero when no rate is given."""
+    if rf is None:
+        return np.zeros(len(index))
+    if not isinstance(rf, pd.Series):
+        return np.full(len(index), float(rf))
+    if rf.empty:
+        return np.zeros(len(index))
+    union = rf.index.union(index)
+    aligned = rf.reindex(union).ffill().reindex(index)
+    if aligned.isna().any():
+        first = aligned.index[aligned.isna().to_numpy()][0]
+        raise ValueError(f"risk-free rate is missing for {_label(first)} (it starts later than the returns)")
+    return aligned.to_numpy(dtype=np.float64)
+
+
+def drawdown_dates(returns: pd.Series) -> dict[str, str | None]:
+    """Peak, trough and recovery months of the deepest drawdown of ``returns`` (indexed by month)."""
+    dd = drawdowns(returns.to_numpy(dtype=np.float64))
+    trough = int(np.argmin(dd))
+    if dd[trough] >= 0.0:
+        return {"max_drawdown_peak": None, "max_drawdown_trough": None, "max_drawdown_recovery": None}
+    w = np.concatenate([[1.0], wealth(returns.to_numpy(dtype=np.float64))])
+    peak = int(np.argmax(w[:trough + 1]))
+    after = np.nonzero(w[trough + 1:] >= w[peak])[0]
+    index = returns.index
+
+    def at(pos: int) -> str | None:
+        if pos > 0:
+            return _label(index[pos - 1])
+        return _label(index[0] - 1) if isinstance(index[0], pd.Period) else None
+
+    return {"max_drawdown_peak": at(peak), "max_drawdown_trough": at(trough),
+            "max_drawdown_recovery": at(trough + 1 + int(after[0])) if len(after) else None}
+
+
+def performance(returns: pd.Series, rf: pd.Series | float | None = None, benchmark: pd.Series | None = None,
+                *, original_rf: float = ORIGINAL_SORTINO_RF) -> dict[str, Any]:
+    """Performance of monthly ``returns`` (indexed by the month they were earned).
+
+    ``rf``: monthly risk-free rate (decimal) by month, forward-filled onto the return months; None means
+    zero. ``benchmark``: monthly returns aligned on the same months, for the hit rate. Returns a flat
+    dict of numbers (None where undefined) plus the drawdown's month labels; formulas in the module
+    docstring. Raises ValueError for fewer than 2 months or missing returns.
+    """
+    r = returns.astype(np.float64)
+    if len(r) < 2 or r.isna().any():
+        raise ValueError("performance needs at least 2 months of returns without gaps")
+    rate = _aligned_rf(rf, r.index)
+    bench = None
+    if benchmark is not None:
+        b = benchmark.reindex(r.index)
+        if b.isna().any():
+            raise ValueError("benchmark returns are missing for some months")
+        bench = b.to_numpy(dtype=np.float64)
+    values = r.to_numpy()
+    out: dict[str, Any] = {
+        "months": len(r), "start": _label(r.index[0]), "end": _label(r.index[-1]),
+        "total_return": _number(wealth(values)[-1] - 1.0),
+        "mean_monthly_return": _number(values.mean()),
+        "mean_risk_free_annual": _number(rate.mean() * MONTHS_PER_YEAR),
+    }
+    out.update({k: _number(v) for k, v in vector_metrics(values, rate, bench, original_rf=original_rf).items()})
+    out.update(drawdown_dates(r))
+    return out
+
+
+# ---- forecasts ---------------------------------------------------------------------------------------------
+
+def rank_ic(frame: pd.DataFrame) -> pd.Series:
+    """Monthly Spearman correlation across assets of ``predicted`` and ``realised``.
+
+    ``frame``: one model's rows (decision_month, asset, predicted, realised). Months where either side
+    is constant across assets (correlation undefined) are dropped.
+    """
+    pred = frame.pivot(index="decision_month", columns="asset", values="predicted")
+    real = frame.pivot(index="decision_month", columns="asset", values="realised")
+    rp = pred.rank(axis=1).to_numpy(dtype=np.float64)
+    rr = real.rank(axis=1).to_numpy(dtype=np.float64)
+    rp = rp - rp.mean(axis=1, keepdims=True)
+    rr = rr - rr.mean(axis=1, keepdims=True)
+    den = np.sqrt((rp**2).sum(axis=1) * (rr**2).sum(axis=1))
+    ic = _safe_div((rp * rr).sum(axis=1), den)
+    return pd.Series(ic, index=pred.index, name="rank_ic").dropna()
+
+
+def forecast_quality(forecasts: pd.DataFrame, baselines: pd.DataFrame | None = None) -> dict[str, Any]:
+    """MAE and rank IC per model, against the baselines on the same (month, asset) pairs.
+
+    ``forecasts`` and ``baselines`` have columns model, decision_month, asset, predicted, realised (the
+    baselines' models are ``persistence`` and ``historical-mean``). Returns
+    ``{"by_model": {model: {metric: number}}, "mae_by_asset": {model: {asset: number}}}`` where each
+    model's metrics are ``mae``, ``mae_persistence``, ``mae_historical_mean`` (the baselines on that
+    model's months), ``mae_ratio_persistence``, ``mae_ratio_historical_mean`` (< 1 beats the baseline),
+    ``rank_ic_mean``, ``rank_ic_std``, ``rank_ic_t``, ``rank_ic_months`` and ``rank_ic_positive_share``.
+    Baselines appear as models too.
+    """
+    frames = [forecasts]
+    if baselines is not None:  # a baseline also run as a model is reported once, as the model
+        frames.append(baselines[~baselines["model"].isin(set(forecasts["model"]))])
+    every = pd.concat(frames, ignore_index=True)
+    every = every[every["realised"].notna()]
+    base = None if baselines is None else baselines.set_index(["decision_month", "asset"])
+    by_model: dict[str, dict[str, Any]] = {}
+    by_asset: dict[str, dict[str, Any]] = {}
+    for model, rows in every.groupby("model", sort=False):
+        err = (rows["predicted"] - rows["realised"]).abs()
+        mae = float(err.mean())
+        entry: dict[str, Any] = {"mae": _number(mae)}
+        if base is not None:
+            keys = pd.MultiIndex.from_frame(rows[["decision_month", "asset"]])
+            for name in ("persistence", "historical-mean"):
+                b = base[base["model"] == name].reindex(keys) if name in set(base["model"]) else None
+                col = name.replace("-", "_")
+                if b is None or b["predicted"].isna().any():
+                    entry[f"mae_{col}"] = entry[f"mae_ratio_{col}"] = None
+                    continue
+                b_mae = float(np.abs(b["predicted"].to_numpy() - rows["realised"].to_numpy()).mean())
+                entry[f"mae_{col}"] = _number(b_mae)
+                entry[f"mae_ratio_{col}"] = _number(mae / b_mae) if b_mae > 0 else None
+        ic = rank_ic(rows)
+        n = len(ic)
+        sd = float(ic.std(ddof=1)) if n > 1 else float("nan")
+        entry.update({
+            "rank_ic_mean": _number(ic.mean()) if n else None,
+            "rank_ic_std": _number(sd),
+            "rank_ic_t": _number(ic.mean() / (sd / math.sqrt(n))) if n > 1 and sd > 0 else None,
+            "rank_ic_months": n,
+            "rank_ic_positive_share": _number((ic > 0).mean()) if n else None,
+        })
+        by_model[str(model)] = entry
+        by_asset[str(model)] = {str(a): _number(v) for a, v in err.groupby(rows["asset"], sort=False).mean().items()}
+    return {"by_model": by_model, "mae_by_asset": by_asset}
+
+
+# ---- a whole backtest --------------------------------------------------------------------------------------
+
+def _extras(rows: pd.DataFrame) -> dict[str, Any]:
+    return {"avg_turnover": _number(rows["turnover"].mean()),
+            "avg_capital_deployed": _number(rows["capital_deployed"].mean()),
+            "avg_gross_exposure": _number(rows["gross_exposure"].mean()),
+            "total_cost": _number(rows["cost"].sum())}
+
+
+def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None) -> dict[str, Any]:
+    """The ``metrics.json`` document of a :class:`job.backtest.BacktestResult`.
+
+    Shape: ``{"models": {model: {period: {metric: number}}}, "benchmark": {period: {...}},
+    "equal_weight": {period: {...}}, "forecast_quality": {...}, "windows": {...}, "strategy": {...},
+    "scheme": str}`` where period is ``full`` (the whole out-of-sample span), ``last_20pct`` (the
+    original's evaluation window: the last ``1 - static_train_share`` of months), and ``full_net`` /
+    ``last_20pct_net`` (after transaction costs). Returns are indexed by the month they were earned
+    (target month). ``rf`` defaults to the result's own ``risk_free`` column.
+    """
+    original_rate = ORIGINAL_SORTINO_RF if settings is None else float(settings.backtest.original_sortino_rf)
+    port = result.portfolio
+    first_eval = result.original_window[0] if result.original_window else None
+    windows: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    reference = None
+    for model, rows in port.groupby("model", sort=False):
+        rows = rows.sort_values("decision_month").set_index("target_month")
+        reference = rows if reference is None or len(rows) > len(reference) else reference
+        rate = rows["risk_free"] if rf is None else rf
+        periods: dict[str, Any] = {}
+        for period, part in _periods(rows, first_eval).items():
+            bench = part["benchmark_return"]
+            for suffix, column in (("", "portfolio_return"), ("_net", "portfolio_return_net")):
+                stats = performance(part[column], rate, bench, original_rf=original_rate)
+                stats.update(_extras(part))
+                periods[period + suffix] = stats
+        models[str(model)] = periods
+    out: dict[str, Any] = {"scheme": result.scheme, "strategy": result.params.as_dict(), "models": models}
+    if reference is not None:
+        rate = reference["risk_free"] if rf is None else rf
+        for name, column in (("benchmark", "benchmark_return"), ("equal_weight", "equal_weight_return")):
+            out[name] = {period: performance(part[column], rate,
+                                             None if name == "benchmark" else part["benchmark_return"],
+                                             original_rf=original_rate)
+                         for period, part in _periods(reference, first_eval).items()}
+        windows = {period: {"start": _label(part.index[0]), "end": _label(part.index[-1]), "months": len(part)}
+                   for period, part in _periods(reference, first_eval).items()}
+    out["windows"] = windows
+    out["forecast_quality"] = forecast_quality(result.forecasts, result.baselines)
+    return out
+
+
+def _periods(rows: pd.DataFrame, first_eval: pd.Period | None) -> dict[str, pd.DataFrame]:
+    """``full`` and, when at least 2 months fall in it, ``last_20pct`` (decision months >= first_eval)."""
+    out = {"full": rows}
+    if first_eval is not None:
+        last = rows[rows["decision_month"] >= first_eval]
+        if len(last) >= 2:
+            out["last_20pct"] = last
+    return out
