@@ -1,0 +1,77 @@
+"""The LSTM forecaster: the original architecture's size, a small preset that trains in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from job.dataset import Dataset
+from job.models import SEED_PARAMETERS, LSTMForecaster, build_network
+
+N_TRAIN = 120
+
+
+@pytest.fixture(scope="module")
+def data(synthetic: Dataset) -> tuple[np.ndarray, np.ndarray, pd.PeriodIndex]:
+    return synthetic.training_set(12, synthetic.months[-1])
+
+
+@pytest.fixture(scope="module")
+def fitted_pair(data) -> tuple[LSTMForecaster, LSTMForecaster]:
+    X, y, _ = data
+    first = LSTMForecaster(preset="small", epochs=30, patience=5, seed=3).fit(X[:N_TRAIN], y[:N_TRAIN])
+    second = LSTMForecaster(preset="small", epochs=30, patience=5, seed=3).fit(X[:N_TRAIN], y[:N_TRAIN])
+    return first, second
+
+
+def test_seed_preset_is_the_original_network() -> None:
+    """Input (12, 135), 12 assets: exactly 10,496,264 parameters, as in the original notebook (build only)."""
+    network = build_network(12, 135, 12, "seed", compile=False)
+    assert network.count_params() == SEED_PARAMETERS == 10_496_264
+    lstm = network.get_layer("lstm")
+    assert lstm.units == 1350 and lstm.recurrent_dropout == pytest.approx(0.8)
+    assert [network.get_layer(f"dense_{i}").units for i in range(3)] == [1280, 512, 160]
+    assert network.get_layer("dense_0").kernel_regularizer.l1 == pytest.approx(0.1)
+    assert network.get_layer("returns").kernel_regularizer.l2 == pytest.approx(0.1)
+
+
+def test_small_preset_trains_and_predicts_finite_returns(fitted_pair, data) -> None:
+    X, y, _ = data
+    model = fitted_pair[0]
+    pred = model.predict(X[N_TRAIN:])
+    assert pred.shape == (len(X) - N_TRAIN, y.shape[1])
+    assert np.isfinite(pred).all()
+    assert model.validation_mae_.shape == (y.shape[1],) and np.isfinite(model.validation_mae_).all()
+    assert 1 <= model.best_epoch_ <= len(model.history_["loss"]) <= 30
+    # the validation tail is the most recent 20 % of the training rows, predicted out of sample
+    tail = np.isfinite(model.validation_predictions_).all(axis=1)
+    assert tail.sum() == round(N_TRAIN * 0.2) and tail[-1] and not tail[0]
+
+
+def test_same_inputs_give_the_same_predictions(fitted_pair, data) -> None:
+    """Seeds and TensorFlow op determinism: two fits agree within 1e-6."""
+    X, _, _ = data
+    first, second = fitted_pair
+    np.testing.assert_allclose(first.predict(X), second.predict(X), rtol=0, atol=1e-6)
+
+
+def test_features_are_standardised_on_training_rows_only(fitted_pair, data) -> None:
+    X, y, _ = data
+    model = fitted_pair[0]
+    n_fit = N_TRAIN - round(N_TRAIN * 0.2)
+    np.testing.assert_allclose(model.x_mean_, X[:n_fit].reshape(-1, X.shape[2]).mean(axis=0))
+    np.testing.assert_allclose(model.y_mean_, y[:n_fit].mean(axis=0))
+
+
+@pytest.mark.slow
+def test_warm_start_continues_from_previous_weights(fitted_pair, data) -> None:
+    """A warm-started refit on more rows starts from the old weights and runs at most warm_start_epochs."""
+    X, y, _ = data
+    previous = fitted_pair[0]
+    model = LSTMForecaster(preset="small", epochs=30, patience=3, seed=3, warm_start_epochs=4)
+    model.fit(X[:N_TRAIN + 12], y[:N_TRAIN + 12], warm_start_from=previous)
+    assert model.warm_started_ and len(model.history_["loss"]) <= 4
+    assert np.isfinite(model.predict(X[-5:])).all()
+    with pytest.raises(ValueError, match="warm_start_from"):
+        LSTMForecaster(preset="small", epochs=1).fit(X[:, :, :5], y, warm_start_from=previous)
