@@ -89,13 +89,14 @@ def _metrics_unchecked(r: pd.Series, bench: pd.Series, rf: pd.Series, turnover: 
         trough = dd.idxmin()
         peak = wealth.loc[:trough].idxmax()
         out[period] = {
-            "cagr": cagr, "vol": vol, "sharpe": excess.mean() * 12 / vol, "sortino": excess.mean() * 12 / downside,
-            "max_drawdown": dd.min(), "max_drawdown_start": peak, "max_drawdown_end": trough,
+            "start": x.index[0], "end": x.index[-1], "months": len(x), "cagr": cagr, "annual_volatility": vol,
+            "sharpe": excess.mean() * 12 / vol, "sortino": excess.mean() * 12 / downside,
+            "max_drawdown": dd.min(), "max_drawdown_peak": peak, "max_drawdown_trough": trough,
             "calmar": cagr / abs(dd.min()), "hit_rate": float((x > b).mean()),
-            "turnover": None if turnover is None else turnover.iloc[sl].mean(),
-            "capital": None if capital is None else capital.iloc[sl].mean(),
-            "std_original": x.std(ddof=0) * np.sqrt(12),
-            "sortino_original": (cagr - 0.0427) / (x[x < 0].std(ddof=0) * np.sqrt(12)),
+            "avg_turnover": None if turnover is None else turnover.iloc[sl].mean(),
+            "avg_capital_deployed": None if capital is None else capital.iloc[sl].mean(),
+            "original_std": x.std(ddof=0) * np.sqrt(12),
+            "original_sortino": (cagr - 0.0427) / (x[x < 0].std(ddof=0) * np.sqrt(12)),
         }
     return out
 
@@ -391,3 +392,72 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, html: str) -> None:
     # the top band holds the red SYNTHETIC DATA banner
     top = rgb[5:30].reshape(-1, 3).mean(axis=0)
     assert top[0] > 0.5 and top[1] < 0.35 and top[2] < 0.35, top
+
+
+# ------------------------------------------------------------------------- adapters from the backtest
+
+def test_adapters_turn_backtest_frames_into_sections(data: ReportData) -> None:
+    """Frames shaped like BacktestResult and a metrics.json document fill sections 1-5 faithfully."""
+    from job.report.inputs import (
+        allocation_section,
+        decision_section,
+        forecast_quality_section,
+        lookahead_section,
+        metric_tables,
+        performance_section,
+    )
+
+    rets, market = data.performance.returns, data.performance.market.set_index("month")
+    exp = data.allocation.exposure.set_index(["model", "month"])
+    portfolio = pd.DataFrame({
+        "model": rets["model"], "target_month": pd.PeriodIndex(rets["month"], freq="M"),
+        "portfolio_return": rets["gross_return"], "portfolio_return_net": rets["net_return"],
+        "benchmark_return": market.loc[rets["month"], "benchmark_return"].to_numpy(),
+        "equal_weight_return": market.loc[rets["month"], "equal_weight_return"].to_numpy(),
+        "risk_free": market.loc[rets["month"], "risk_free"].to_numpy(),
+        "capital_deployed": exp.loc[list(zip(rets["model"], rets["month"], strict=True)), "capital"].to_numpy(),
+        "turnover": exp.loc[list(zip(rets["model"], rets["month"], strict=True)), "turnover"].to_numpy()})
+    doc = {"models": {m: {**{p: v for p, v in data.performance.metrics_gross[m].items()},
+                          **{p + "_net": v for p, v in data.performance.metrics_net[m].items()}}
+                      for m in data.models},
+           BENCHMARK_KEY: data.performance.metrics_net[BENCHMARK_KEY],
+           EQUAL_WEIGHT_KEY: data.performance.metrics_net[EQUAL_WEIGHT_KEY],
+           "forecast_quality": {"by_model": {"ridge": {"mae": 0.03, "rank_ic_mean": 0.4, "rank_ic_t": 9.0,
+                                                       "rank_ic_months": 89, "rank_ic_positive_share": 0.8}},
+                                "mae_by_asset": {"ridge": {"SPY": 0.02}, "persistence": {"SPY": 0.04}}}}
+    net, gross = metric_tables(doc)
+    assert net == data.performance.metrics_net and gross["ridge"] == data.performance.metrics_gross["ridge"]
+
+    perf = performance_section(portfolio, doc, benchmark="SPY", cost_bps=COST_BPS)
+    pd.testing.assert_frame_equal(perf.returns, data.performance.returns)
+    pd.testing.assert_frame_equal(perf.market, data.performance.market)
+
+    w = data.allocation.weights
+    weights = w.assign(target_month=pd.PeriodIndex(w["month"], freq="M"), flag=w["weight"] > 0.3)
+    alloc = allocation_section(weights, portfolio)
+    pd.testing.assert_frame_equal(alloc.weights, w)
+    assert alloc.exposure["n_flagged"].sum() == int((w["weight"] > 0.3).sum())
+
+    a = data.decision.allocations
+    sectors = dict(zip(a["asset"], a["sector"], strict=False))
+    dec = decision_section(a[["model", "asset", "weight", "flag", "multiplier"]],
+                           a.rename(columns={"predicted_return": "predicted"}), target_month="2017-07",
+                           chosen_model="ensemble", sectors=sectors)
+    pd.testing.assert_frame_equal(dec.allocations, a)
+    assert dec.capital == pytest.approx(data.decision.capital)
+
+    forecasts = pd.DataFrame({"model": "ridge", "target_month": pd.Period("2017-01", "M"),
+                              "asset": ["A", "B", "C"], "predicted": [0.01, 0.02, 0.03],
+                              "realised": [0.0, 0.05, 0.04]})
+    fq = forecast_quality_section(forecasts, None, doc)
+    assert fq.ic_stats()["ridge"]["t_stat"] == 9.0
+    assert fq.ic.iloc[0].to_dict() == {"month": "2017-01", "model": "ridge", "ic": pytest.approx(0.5)}
+    assert set(fq.mae["asset"]) == {"SPY", "all"}
+
+    look = lookahead_section(doc, doc, publication_lag_months=1, portfolio_point_in_time=portfolio,
+                             portfolio_lag0=portfolio)
+    assert set(look.returns["alignment"]) == {"point_in_time", "lag0"}
+    rebuilt = ReportData(as_of=data.as_of, decision=dec, performance=perf, forecast_quality=fq, allocation=alloc,
+                         lookahead=look, data_quality=data.data_quality, provenance=data.provenance)
+    page = render_html(rebuilt)
+    assert all(f">{t}</h2>" in page for t in SECTION_TITLES)

@@ -68,24 +68,32 @@ class MetricSpec(NamedTuple):
     fmt: str
 
 
-# The metric keys the report knows, in display order. Keys a metrics dict carries beyond these are
-# shown after them with a generic format; keys it lacks are shown as "–".
+# The metric keys the report knows (those of job/metrics.py's metrics.json), in display order. Keys a
+# metrics dict carries beyond these are shown after them with a generic format; keys it lacks are left
+# out when no series has them; WINDOW_KEYS describe the period and go into its heading instead.
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("cagr", "CAGR", "pct"),
-    MetricSpec("vol", "Volatility (annualised)", "pct"),
+    MetricSpec("total_return", "Total return", "pct"),
+    MetricSpec("annual_volatility", "Volatility (annualised)", "pct"),
     MetricSpec("sharpe", "Sharpe", "num"),
     MetricSpec("sortino", "Sortino", "num"),
     MetricSpec("max_drawdown", "Maximum drawdown", "pct"),
-    MetricSpec("max_drawdown_start", "Drawdown peak", "month"),
-    MetricSpec("max_drawdown_end", "Drawdown trough", "month"),
+    MetricSpec("max_drawdown_peak", "Drawdown peak", "month"),
+    MetricSpec("max_drawdown_trough", "Drawdown trough", "month"),
+    MetricSpec("max_drawdown_recovery", "Recovered by", "month"),
     MetricSpec("calmar", "Calmar", "num"),
     MetricSpec("hit_rate", "Hit rate vs benchmark", "pct"),
-    MetricSpec("turnover", "Average turnover", "pct"),
-    MetricSpec("capital", "Average capital deployed", "x"),
-    MetricSpec("std_original", "Std, original definition", "pct"),
-    MetricSpec("sortino_original", "Sortino, original definition", "num"),
+    MetricSpec("avg_turnover", "Average monthly turnover", "pct"),
+    MetricSpec("avg_capital_deployed", "Average capital deployed", "x"),
+    MetricSpec("avg_gross_exposure", "Average gross exposure", "x"),
+    MetricSpec("total_cost", "Total transaction cost", "pct"),
+    MetricSpec("mean_monthly_return", "Mean monthly return", "pct"),
+    MetricSpec("mean_risk_free_annual", "Risk-free rate (annual mean)", "pct"),
+    MetricSpec("original_std", "Std, original definition", "pct"),
+    MetricSpec("original_sortino", "Sortino, original definition", "num"),
 )
-HEADLINE_METRICS: tuple[str, ...] = ("cagr", "vol", "sharpe", "max_drawdown")
+WINDOW_KEYS: tuple[str, ...] = ("start", "end", "months")
+HEADLINE_METRICS: tuple[str, ...] = ("cagr", "annual_volatility", "sharpe", "max_drawdown")
 
 MetricTable = dict[str, dict[str, dict[str, Any]]]
 """``{name: {period: {metric: value}}}``: names are models plus ``benchmark`` and ``equal_weight``."""

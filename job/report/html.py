@@ -24,6 +24,7 @@ from job.report.data import (
     PERIODS,
     SECTIONS,
     SYNTHETIC_BANNER,
+    WINDOW_KEYS,
     MetricTable,
     ReportData,
 )
@@ -194,8 +195,10 @@ def _decision(data: ReportData) -> list[str]:
 
 
 def _metric_keys(tables: Iterable[MetricTable]) -> list[tuple[str, str, str]]:
+    """(key, label, format) of the rows to show: known metrics present in any table, then unknown keys."""
+    tables = list(tables)
     known = [(m.key, m.label, m.fmt) for m in METRICS]
-    seen = {m.key for m in METRICS}
+    seen = {m.key for m in METRICS} | set(WINDOW_KEYS)
     extra: list[tuple[str, str, str]] = []
     for tbl in tables:
         for periods in tbl.values():
@@ -210,6 +213,17 @@ def _metric_keys(tables: Iterable[MetricTable]) -> list[tuple[str, str, str]]:
             for metrics in periods.values():
                 present.update(metrics)
     return [k for k in known if k[0] in present] + extra
+
+
+def _window(tbl: MetricTable, chosen: str, period: str) -> str:
+    """`` (YYYY-MM to YYYY-MM, n months)`` of a period, from the chosen model's (or any) metrics."""
+    names = [chosen, *tbl]
+    for name in names:
+        m = tbl.get(name, {}).get(period, {})
+        if m.get("start") and m.get("end"):
+            months = f", {int(m['months'])} months" if _finite(m.get("months")) is not None else ""
+            return f": {esc(m['start'])} to {esc(m['end'])}{months}"
+    return ""
 
 
 def metrics_table(tbl: MetricTable, period: str, order: list[str], chosen: str, benchmark: str,
@@ -256,7 +270,7 @@ def _performance(data: ReportData) -> list[str]:
     periods = [pr for pr in PERIODS if any(pr in v for t in (p.metrics_net, p.metrics_gross) for v in t.values())]
     periods += sorted({pr for t in (p.metrics_net, p.metrics_gross) for v in t.values() for pr in v} - set(periods))
     for period in periods:
-        body.append(f"<h3>{esc(PERIOD_LABELS.get(period, period))}</h3>")
+        body.append(f"<h3>{esc(PERIOD_LABELS.get(period, period))}{_window(p.metrics_net, chosen, period)}</h3>")
         body.append('<p class="note">Net of costs</p>'
                     + metrics_table(p.metrics_net, period, order, chosen, p.benchmark, keys))
         # The benchmark and equal weight carry no costs: the before-costs table shows the models only.

@@ -70,7 +70,7 @@ def render_text(data: ReportData, *, where: str | None = None) -> str:
     if names:
         label = {BENCHMARK_KEY: p.benchmark, EQUAL_WEIGHT_KEY: "equal weight"}
         rows = [[label.get(n, n) + (" (chosen)" if n == d.chosen_model else ""), _pct(full[n].get("cagr")),
-                 _pct(full[n].get("vol")), _num(full[n].get("sharpe")), _pct(full[n].get("max_drawdown"))]
+                 _pct(full[n].get("annual_volatility")), _num(full[n].get("sharpe")), _pct(full[n].get("max_drawdown"))]
                 for n in names]
         out += ["Out-of-sample, full span, net of costs:", ""]
         out += _md_table(["series", "CAGR", "vol", "Sharpe", "max drawdown"], rows)

@@ -1,0 +1,163 @@
+"""Adapters from the backtest's frames and ``metrics.json`` to the report's sections.
+
+They read plain frames with the columns documented on :class:`job.backtest.BacktestResult` (months as
+``pandas.Period`` or ``YYYY-MM``) and the ``metrics.json`` document of :func:`job.metrics.summarise`,
+and import neither module, so the report stays a leaf of the package. Returns and weights are labelled
+by the month they were earned or held (``target_month``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from job.report.data import (
+    BASELINES,
+    BENCHMARK_KEY,
+    EQUAL_WEIGHT_KEY,
+    AllocationSection,
+    DecisionSection,
+    ForecastQualitySection,
+    LookaheadSection,
+    MetricTable,
+    PerformanceSection,
+)
+
+NET_SUFFIX = "_net"
+
+
+def metric_tables(doc: Mapping[str, Any]) -> tuple[MetricTable, MetricTable]:
+    """(net, gross) metric tables from a ``metrics.json`` document.
+
+    ``doc["models"][model]`` holds periods ``full``/``last_20pct`` (before costs) and ``full_net``/
+    ``last_20pct_net`` (after costs); ``doc["benchmark"]`` and ``doc["equal_weight"]`` carry no costs
+    and go into both tables.
+    """
+    net: MetricTable = {}
+    gross: MetricTable = {}
+    for model, periods in (doc.get("models") or {}).items():
+        net[model] = {p[: -len(NET_SUFFIX)]: m for p, m in periods.items() if p.endswith(NET_SUFFIX)}
+        gross[model] = {p: m for p, m in periods.items() if not p.endswith(NET_SUFFIX)}
+        if not net[model]:  # a document without cost variants: costs were zero
+            net[model] = dict(gross[model])
+    for key in (BENCHMARK_KEY, EQUAL_WEIGHT_KEY):
+        if doc.get(key):
+            net[key] = dict(doc[key])
+            gross[key] = dict(doc[key])
+    return net, gross
+
+
+def _month_col(values: pd.Series) -> list[str]:
+    return [f"{v.year:04d}-{v.month:02d}" if isinstance(v, pd.Period) else str(v) for v in values]
+
+
+def performance_section(portfolio: pd.DataFrame, doc: Mapping[str, Any], *, benchmark: str,
+                        cost_bps: float | None = None) -> PerformanceSection:
+    """Section 2 from the backtest's ``portfolio`` frame (one row per model and month) and metrics.json."""
+    months = _month_col(portfolio["target_month"])
+    returns = pd.DataFrame({"month": months, "model": portfolio["model"].astype(str).to_numpy(),
+                            "gross_return": portfolio["portfolio_return"].to_numpy(),
+                            "net_return": portfolio["portfolio_return_net"].to_numpy()})
+    market = pd.DataFrame({"month": months, "benchmark_return": portfolio["benchmark_return"].to_numpy(),
+                           "equal_weight_return": portfolio["equal_weight_return"].to_numpy(),
+                           "risk_free": portfolio["risk_free"].to_numpy()})
+    market = market.drop_duplicates("month").sort_values("month", kind="stable")
+    net, gross = metric_tables(doc)
+    return PerformanceSection(returns=returns, market=market, metrics_net=net, metrics_gross=gross,
+                              benchmark=benchmark, cost_bps=cost_bps)
+
+
+def rank_ic_frame(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """Monthly Spearman IC across assets of ``predicted`` vs ``realised``, per model (month = target month).
+
+    Months where either side is constant across assets are left out (the correlation is undefined).
+    """
+    rows = forecasts[forecasts["realised"].notna()]
+    out = []
+    for (model, month), g in rows.groupby(["model", "target_month"], sort=True):
+        ic = g["predicted"].rank().corr(g["realised"].rank())
+        if pd.notna(ic):
+            out.append({"month": month, "model": str(model), "ic": float(ic)})
+    frame = pd.DataFrame(out, columns=["month", "model", "ic"])
+    if not frame.empty:
+        frame["month"] = _month_col(frame["month"])
+    return frame
+
+
+def forecast_quality_section(forecasts: pd.DataFrame, baselines: pd.DataFrame | None,
+                             doc: Mapping[str, Any]) -> ForecastQualitySection:
+    """Section 3: MAE per model and asset (baselines as models), the IC series, and the IC summary of
+    ``doc["forecast_quality"]["by_model"]`` (mean, t-statistic, months, share positive)."""
+    quality = doc.get("forecast_quality") or {}
+    by_asset = quality.get("mae_by_asset") or {}
+    if by_asset:
+        mae = pd.DataFrame([{"model": m, "asset": a, "mae": v} for m, assets in by_asset.items()
+                            for a, v in assets.items()], columns=["model", "asset", "mae"])
+    else:
+        every = pd.concat([f for f in (forecasts, baselines) if f is not None], ignore_index=True)
+        every = every[every["realised"].notna()]
+        err = (every["predicted"] - every["realised"]).abs()
+        mae = err.groupby([every["model"], every["asset"]], sort=False).mean().rename("mae").reset_index()
+    for model, stats in (quality.get("by_model") or {}).items():
+        if stats.get("mae") is not None:
+            mae = pd.concat([mae, pd.DataFrame([{"model": model, "asset": "all", "mae": stats["mae"]}])],
+                            ignore_index=True)
+    summary = {m: {"mean": s.get("rank_ic_mean"), "t_stat": s.get("rank_ic_t"), "n": s.get("rank_ic_months"),
+                   "share_positive": s.get("rank_ic_positive_share")}
+               for m, s in (quality.get("by_model") or {}).items() if m not in BASELINES}
+    return ForecastQualitySection(mae=mae, ic=rank_ic_frame(forecasts), ic_summary=summary)
+
+
+def allocation_section(weights: pd.DataFrame, portfolio: pd.DataFrame) -> AllocationSection:
+    """Section 4 from the backtest's ``weights`` (model, target_month, asset, weight, flag...) and
+    ``portfolio`` (capital_deployed, turnover, levered_assets or the flags)."""
+    w = pd.DataFrame({"model": weights["model"].astype(str).to_numpy(), "month": _month_col(weights["target_month"]),
+                      "asset": weights["asset"].astype(str).to_numpy(), "weight": weights["weight"].to_numpy()})
+    flagged = (weights.assign(flag=weights["flag"].astype(bool))
+               .groupby(["model", "target_month"], sort=False)["flag"].sum().rename("n_flagged"))
+    exp = portfolio.set_index(["model", "target_month"])[["capital_deployed", "turnover"]].join(flagged)
+    exp = exp.reset_index()
+    exposure = pd.DataFrame({"model": exp["model"].astype(str).to_numpy(), "month": _month_col(exp["target_month"]),
+                             "capital": exp["capital_deployed"].to_numpy(),
+                             "n_flagged": exp["n_flagged"].fillna(0).astype(int).to_numpy(),
+                             "turnover": exp["turnover"].to_numpy()})
+    return AllocationSection(weights=w, exposure=exposure)
+
+
+def decision_section(weights: pd.DataFrame, forecasts: pd.DataFrame, *, target_month: Any, chosen_model: str,
+                     sectors: Mapping[str, str], threshold: float | None = None,
+                     factor: float | None = None) -> DecisionSection:
+    """Section 1 from next month's ``weights`` (model, asset, weight, flag, multiplier) and ``forecasts``
+    (model, asset, predicted); ``sectors`` maps tickers to sector names (the universe, in order)."""
+    merged = weights.merge(forecasts[["model", "asset", "predicted"]], on=["model", "asset"], how="left")
+    order = {a: i for i, a in enumerate(sectors)}
+    models = {m: i for i, m in enumerate(dict.fromkeys(weights["model"]))}
+    merged = merged.assign(_m=merged["model"].map(models), _o=merged["asset"].map(order).fillna(len(order)))
+    merged = merged.sort_values(["_m", "_o"], kind="stable")
+    alloc = pd.DataFrame({"model": merged["model"].astype(str).to_numpy(), "asset": merged["asset"].to_numpy(),
+                          "sector": [sectors.get(a, a) for a in merged["asset"]],
+                          "predicted_return": merged["predicted"].to_numpy(), "weight": merged["weight"].to_numpy(),
+                          "flag": merged["flag"].astype(bool).to_numpy(),
+                          "multiplier": merged["multiplier"].to_numpy()})
+    capital = {m: float((g["weight"] * g["multiplier"]).sum()) for m, g in alloc.groupby("model", sort=False)}
+    return DecisionSection(target_month=target_month, chosen_model=chosen_model, allocations=alloc,
+                           capital=capital, threshold=threshold, factor=factor)
+
+
+def lookahead_section(doc_point_in_time: Mapping[str, Any], doc_lag0: Mapping[str, Any], *,
+                      publication_lag_months: int, portfolio_point_in_time: pd.DataFrame | None = None,
+                      portfolio_lag0: pd.DataFrame | None = None) -> LookaheadSection:
+    """Section 5 from the metrics.json documents of the point-in-time and the lag-0 backtests (net of
+    costs), with the two portfolio frames for the chart when given."""
+    pit, _ = metric_tables(doc_point_in_time)
+    lag0, _ = metric_tables(doc_lag0)
+    frames = []
+    for name, port in (("point_in_time", portfolio_point_in_time), ("lag0", portfolio_lag0)):
+        if port is not None:
+            frames.append(pd.DataFrame({"month": _month_col(port["target_month"]), "model": port["model"].astype(str),
+                                        "alignment": name, "net_return": port["portfolio_return_net"].to_numpy()}))
+    returns = pd.concat(frames, ignore_index=True) if frames else None
+    return LookaheadSection(point_in_time=pit, lag0=lag0, publication_lag_months=publication_lag_months,
+                            returns=returns)
