@@ -69,23 +69,27 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any], *, where: str,
     return out
 
 
-def _coerce(text: str, like: Any, name: str) -> Any:
-    """Parse an environment string into the type of the default value it replaces."""
+def _coerce(text: str, kind: str, name: str) -> Any:
+    """Parse an environment string into ``kind``, the type of the setting it replaces.
+
+    ``kind`` is the field's annotation (``"float"``, ``"list[float]"``...): a float setting whose default
+    happens to be written as an integer still accepts ``2.5``, and list items get the element type.
+    """
     try:
-        if isinstance(like, bool):
+        if kind == "bool":
             if text.lower() in ("1", "true", "yes", "on"):
                 return True
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(text)
-        if isinstance(like, int):
-            return int(text)
-        if isinstance(like, float):
-            return float(text)
-        if isinstance(like, list):
-            return [item.strip() for item in text.split(",") if item.strip()]
+        if kind in _SCALARS and kind not in ("str", "bool"):
+            return _SCALARS[kind](text)
+        if kind.startswith("list"):
+            inner = kind[5:-1] if kind.startswith("list[") else "str"
+            parse = _SCALARS.get(inner, str) if inner != "bool" else str
+            return [parse(item.strip()) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise ConfigError(f"environment variable {name}={text!r} is not a valid {type(like).__name__}") from None
+        raise ConfigError(f"environment variable {name}={text!r} is not a valid {kind}") from None
     return text
 
 
@@ -105,7 +109,8 @@ def env_overrides(base: dict[str, Any], environ: Mapping[str, str]) -> dict[str,
                               hint="use ROTATION_<SECTION>__<KEY>, e.g. ROTATION_STRATEGY__THRESHOLD")
         if section not in base or key not in base[section]:
             raise ConfigError(f"environment variable {name} names no configuration key {section}.{key}")
-        out.setdefault(section, {})[key] = _coerce(value, base[section][key], name)
+        kind = _field_kinds().get(section, {}).get(key) or type(base[section][key]).__name__
+        out.setdefault(section, {})[key] = _coerce(value, kind, name)
     return out
 
 
@@ -239,13 +244,48 @@ class Settings:
         return build_settings(deep_merge(self.raw, overrides, where="flag"))
 
 
+_SCALARS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_SECTIONS: dict[str, type] = {"paths": Paths, "data": DataSettings, "models": ModelSettings,
+                              "strategy": StrategySettings, "backtest": BacktestSettings,
+                              "store": StoreSettings, "report": ReportSettings}
+
+
+def _field_kinds() -> dict[str, dict[str, str]]:
+    """Section -> key -> annotation of the settings dataclasses (``"float"``, ``"list[str]"``...)."""
+    return {name: {f.name: str(f.type) for f in fields(cls)} for name, cls in _SECTIONS.items()}
+
+
+def _conform(value: Any, kind: str, where: str) -> Any:
+    """``value`` checked against the annotation ``kind`` (an int widened to float); ConfigError otherwise.
+
+    Without this a wrong type in a TOML file (``lookback_months = "twelve"``) surfaced later as an
+    unexpected TypeError (exit 1) instead of a configuration error (exit 2).
+    """
+    if kind.startswith("list[") and kind.endswith("]"):
+        if not isinstance(value, list):
+            raise ConfigError(f"configuration key {where} must be a list ({kind}), not {value!r}")
+        return [_conform(item, kind[5:-1], where) for item in value]
+    if kind.startswith("dict[str, ") and kind.endswith("]"):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"configuration key {where} must be a table ({kind}), not {value!r}")
+        return {str(k): _conform(v, kind[10:-1], f"{where}.{k}") for k, v in value.items()}
+    expected = _SCALARS.get(kind)
+    if expected is None:
+        return value
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and (kind == "bool" or not isinstance(value, bool)):
+        return value
+    raise ConfigError(f"configuration key {where} must be {kind}, not {value!r}")
+
+
 def _section(cls: type, data: Mapping[str, Any], name: str) -> Any:
-    names = {f.name for f in fields(cls)}
-    missing = names - set(data)
+    names = {f.name: str(f.type) for f in fields(cls)}
+    missing = set(names) - set(data)
     if missing:
         raise ConfigError(f"configuration section [{name}] lacks {sorted(missing)}")
     try:
-        return cls(**{k: data[k] for k in names})
+        return cls(**{k: _conform(data[k], kind, f"{name}.{k}") for k, kind in names.items()})
     except TypeError as exc:
         raise ConfigError(f"configuration section [{name}]: {exc}") from None
 
