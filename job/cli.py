@@ -18,7 +18,7 @@ from job import __version__
 from job.app import App
 from job.config import load_settings
 from job.errors import ExitCode, RotationError
-from job.logs import configure, get_logger
+from job.logs import configure, get_logger, redact
 
 # name -> "module:attribute" of the click command; each stage owns its module in job/commands/.
 COMMANDS: dict[str, str] = {
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     except RotationError as exc:
         if verbose:
             get_logger().exception("failed")
-        click.echo(f"error: {exc.one_line()}", err=True)
+        click.echo(f"error: {redact(exc.one_line())}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted; nothing was published for this run", err=True)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the last line of defence: one line, no traceback unless -v
         if verbose:
             get_logger().exception("unexpected error")
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback; "
-                   "the last published results are unchanged)", err=True)
+        click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback; "
+                          "the last published results are unchanged)"), err=True)
         sys.exit(ExitCode.UNEXPECTED)
     sys.exit(ExitCode.OK)

@@ -23,16 +23,27 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
 
 
+def _secrets() -> list[str]:
+    return [os.environ[n] for n in SECRET_ENV if len(os.environ.get(n, "")) >= 4]
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every secret environment variable replaced by ``****``."""
+    for secret in _secrets():
+        text = text.replace(secret, "****")
+    return text
+
+
 class RedactSecrets(logging.Filter):
-    """Replace secret values (FRED_API_KEY, AWS keys) by ``****`` wherever they would appear."""
+    """Replace secret values (FRED_API_KEY, AWS keys) by ``****`` in a record's message.
+
+    The formatters below also redact their whole output line, which covers structured ``fields`` and
+    tracebacks (an exception message can quote a URL holding the API key).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [os.environ[n] for n in SECRET_ENV if len(os.environ.get(n, "")) >= 4]
-        if secrets:
-            message = record.getMessage()
-            for secret in secrets:
-                message = message.replace(secret, "****")
-            record.msg, record.args = message, None
+        if _secrets():
+            record.msg, record.args = redact(record.getMessage()), None
         return True
 
 
@@ -47,7 +58,7 @@ class JsonFormatter(logging.Formatter):
         payload.update(getattr(record, "fields", {}) or {})
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact(json.dumps(payload, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -58,7 +69,7 @@ class TextFormatter(logging.Formatter):
         line = f"{ts} {record.levelname.lower():7s} {record.getMessage()}" + (f"  {tail}" if tail else "")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def configure(*, verbose: bool = False, fmt: str = "text", stream: Any = None) -> None:
