@@ -267,8 +267,9 @@ def build_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, *, as_of: 
     info = {"source": ingest_info["source"], "universe": universe.name, "sectors": universe.assets,
             "data_fingerprint": ingest_info["fingerprint"], "dropped_series": dropped,
             "n_macro_features": int(macro.shape[1]), "first_month": month_str(months[0]),
-            "as_of": month_str(as_of), "ingest": ingest_info["details"], "look_ahead": lag == 0 and
-            settings.data.publication_lag_months > 0}
+            "as_of": month_str(as_of), "ingest": ingest_info["details"],
+            # lag 0 is the original notebook's alignment whether it comes from the override or the config
+            "look_ahead": lag == 0}
     dataset = Dataset(features=features, returns=returns, benchmark=universe.benchmark,
                       risk_free=risk_free.fillna(0.0), publication_lag_months=lag,
                       synthetic=bool(ingest_info["details"].get("synthetic")), info=info)
