@@ -170,7 +170,7 @@ def test_bad_inputs_are_rejected(data) -> None:
 def test_training_data_has_no_label_after_as_of(synthetic: Dataset) -> None:
     """Every training row's label month (decision month + 1) is at or before the as-of month."""
     as_of = pd.Period("2012-06", freq="M")
-    X, y, months = training_data(synthetic, LOOKBACK, as_of)
+    _, y, months = training_data(synthetic, LOOKBACK, as_of)
     assert (months + 1 <= as_of).all()
     assert months[-1] + 1 == as_of
     np.testing.assert_array_equal(y[-1], synthetic.returns.loc[as_of].to_numpy())

@@ -1,0 +1,229 @@
+"""The model registry: safe formats, checksums, and the train-or-load policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator
+
+from job.config import Settings, load_settings
+from job.dataset import Dataset
+from job.errors import ExitCode
+from job.models import (
+    CorruptModel,
+    ModelRegistry,
+    PersistenceForecaster,
+    build_model,
+    config_fingerprint,
+    data_fingerprint,
+    forecast_frame,
+    train_models,
+    train_or_load,
+    training_data,
+)
+from job.store import LocalStore
+
+AS_OF = pd.Period("2017-06", freq="M")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(environ={}, overrides={"models": {
+        "cv_splits": 3, "ridge_alphas": [50.0, 500.0], "tree_fixed": True,
+        "lstm_epochs": 4, "lstm_patience": 2, "ensemble_members": ["ridge", "historical-mean"],
+        "refit_months": {"ridge": 1, "lstm": 12}}})
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(LocalStore(tmp_path / "artifacts"))
+
+
+def _save(registry: ModelRegistry, name: str, model, dataset: Dataset, settings: Settings, **extra) -> str:
+    return registry.save(model, name=name, train_end="2017-06", data_fingerprint=data_fingerprint(dataset),
+                         config_fingerprint=config_fingerprint(name, settings), feature_names=dataset.feature_names,
+                         assets=dataset.assets, metrics={"note": "test"}, **extra)
+
+
+@pytest.mark.parametrize("name", ["persistence", "historical-mean", "ridge", "tree"])
+def test_save_load_gives_identical_predictions(name: str, synthetic: Dataset, settings: Settings,
+                                               registry: ModelRegistry) -> None:
+    X, y, _ = training_data(synthetic, 12, AS_OF)
+    model = build_model(name, settings, return_feature_index=synthetic.return_feature_index()).fit(X, y)
+    prefix = _save(registry, name, model, synthetic, settings)
+    assert prefix.startswith(f"models/{name}/train_end=2017-06/")
+    loaded = registry.load(prefix)
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.validation_mae_, model.validation_mae_)
+
+
+def test_lstm_save_load_gives_identical_predictions(synthetic: Dataset, settings: Settings,
+                                                   registry: ModelRegistry) -> None:
+    """The network goes to a .keras file (loaded with safe_mode), the scalers to JSON."""
+    X, y, _ = training_data(synthetic, 12, AS_OF)
+    model = build_model("lstm", settings, return_feature_index=synthetic.return_feature_index()).fit(X, y)
+    prefix = _save(registry, "lstm", model, synthetic, settings)
+    meta = registry.metadata(prefix)
+    assert set(meta["files"]) == {"network.keras", "state.json"}
+    loaded = registry.load(prefix)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_metadata_records_what_the_model_was_trained_on(synthetic: Dataset, settings: Settings,
+                                                       registry: ModelRegistry) -> None:
+    model, prefix, reused = train_or_load("ridge", synthetic, settings, AS_OF, registry,
+                                          data_fingerprint=data_fingerprint(synthetic))
+    assert not reused
+    meta = json.loads(registry.store.get_bytes(f"{prefix}/metadata.json"))
+    assert meta["train_end"] == "2017-06"
+    assert meta["training_window"]["last_label_month"] == "2017-06"
+    assert meta["feature_names"] == synthetic.feature_names and meta["assets"] == synthetic.assets
+    assert meta["best_params"] == model.best_params_ and meta["params"]["alphas"] == [50.0, 500.0]
+    assert set(meta["validation_mae"]) == set(synthetic.assets)
+    assert {"scikit-learn", "skops", "numpy"} <= set(meta["library_versions"])
+    assert set(meta["files"]) == {"model.skops"} and len(meta["files"]["model.skops"]["sha256"]) == 64
+    assert meta["data_fingerprint"] == data_fingerprint(synthetic)
+
+
+def test_train_or_load_reuses_a_fresh_model_and_retrains_a_stale_one(synthetic: Dataset, settings: Settings,
+                                                                     registry: ModelRegistry) -> None:
+    fp = data_fingerprint(synthetic)
+    model, prefix, reused = train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    assert not reused
+    again, prefix2, reused2 = train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    assert reused2 and prefix2 == prefix
+    window = synthetic.windows(12, pd.PeriodIndex([AS_OF]))
+    np.testing.assert_array_equal(again.predict(window), model.predict(window))
+    # ridge refits monthly: one month later the stored model is stale
+    _, prefix3, reused3 = train_or_load("ridge", synthetic, settings, AS_OF + 1, registry, data_fingerprint=fp)
+    assert not reused3 and "train_end=2017-07" in prefix3
+    # a longer refit interval keeps using the newest stored model
+    slow = settings.with_overrides({"models": {"refit_months": {"ridge": 3}}})
+    _, prefix4, reused4 = train_or_load("ridge", synthetic, slow, AS_OF + 3, registry, data_fingerprint=fp)
+    assert reused4 and prefix4 == prefix3
+    # a changed configuration never matches an old model
+    other = settings.with_overrides({"models": {"ridge_alphas": [25.0]}})
+    _, _, reused5 = train_or_load("ridge", synthetic, other, AS_OF, registry, data_fingerprint=fp)
+    assert not reused5
+
+
+def test_find_ignores_models_trained_after_as_of(synthetic: Dataset, settings: Settings,
+                                                 registry: ModelRegistry) -> None:
+    fp = data_fingerprint(synthetic)
+    train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    found = registry.find("ridge", as_of=AS_OF - 1, refit_months=12, config_fingerprint=config_fingerprint(
+        "ridge", settings), feature_names=synthetic.feature_names)
+    assert found is None
+
+
+def test_ensemble_stores_references_to_its_members(synthetic: Dataset, settings: Settings,
+                                                   registry: ModelRegistry) -> None:
+    fp = data_fingerprint(synthetic)
+    models = train_models(["ridge", "ensemble"], synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    assert list(models) == ["persistence", "historical-mean", "ridge", "ensemble"]
+    ens = models["ensemble"]
+    assert ens.metadata["members"] == {"ridge": models["ridge"].prefix,
+                                       "historical-mean": models["historical-mean"].prefix}
+    loaded = registry.load(ens.prefix)
+    window = synthetic.windows(12, pd.PeriodIndex([AS_OF]))
+    np.testing.assert_array_equal(loaded.predict(window), ens.model.predict(window))
+    assert loaded.weights_ == ens.model.weights_
+    again = train_models(["ridge", "ensemble"], synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    assert all(r.reused for r in again.values())
+
+
+def _corrupt_first_model_file(registry: ModelRegistry, prefix: str, how: str) -> str:
+    meta = registry.metadata(prefix)
+    filename = sorted(meta["files"])[0]
+    path = Path(registry.store.uri) / prefix / filename
+    data = bytearray(path.read_bytes())
+    if how == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    return filename
+
+
+@pytest.mark.parametrize("how", ["truncate", "bitflip"])
+def test_corrupt_model_file_is_rejected_with_a_clear_message(how: str, synthetic: Dataset, settings: Settings,
+                                                             registry: ModelRegistry) -> None:
+    fp = data_fingerprint(synthetic)
+    _, prefix, _ = train_or_load("tree", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    filename = _corrupt_first_model_file(registry, prefix, how)
+    with pytest.raises(CorruptModel) as info:
+        registry.load(prefix)
+    line = info.value.one_line()
+    assert "\n" not in line
+    assert f"{prefix}/{filename} failed its checksum" in line and "truncated or was modified" in line
+    assert info.value.exit_code == ExitCode.VALIDATION
+
+
+def test_corrupt_keras_file_is_rejected(synthetic: Dataset, settings: Settings, registry: ModelRegistry) -> None:
+    X, y, _ = training_data(synthetic, 12, AS_OF)
+    model = build_model("lstm", settings.with_overrides({"models": {"lstm_epochs": 1}}),
+                        return_feature_index=synthetic.return_feature_index()).fit(X, y)
+    prefix = _save(registry, "lstm", model, synthetic, settings)
+    path = Path(registry.store.uri) / prefix / "network.keras"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModel, match=r"network\.keras failed its checksum"):
+        registry.load(prefix)
+
+
+def test_corrupt_model_policy_retrains_or_fails(synthetic: Dataset, settings: Settings,
+                                                registry: ModelRegistry) -> None:
+    fp = data_fingerprint(synthetic)
+    _, prefix, _ = train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    _corrupt_first_model_file(registry, prefix, "bitflip")
+    failing = settings.with_overrides({"models": {"on_corrupt_model": "fail"}})
+    with pytest.raises(CorruptModel, match="failed its checksum"):
+        train_or_load("ridge", synthetic, failing, AS_OF, registry, data_fingerprint=fp)
+    model, prefix2, reused = train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    assert not reused and prefix2 == prefix  # retrained and rewritten in place
+    assert registry.load(prefix2).best_params_ == model.best_params_
+
+
+class Untrusted(BaseEstimator):
+    """A type the registry's trusted list does not name."""
+
+
+def test_untrusted_types_are_refused(synthetic: Dataset, settings: Settings, registry: ModelRegistry) -> None:
+    """A skops file holding a type outside the trusted list is not loaded, even with valid checksums."""
+    X, y, _ = training_data(synthetic, 12, AS_OF)
+    model = PersistenceForecaster(synthetic.return_feature_index()).fit(X, y)
+    model.extra_ = Untrusted()
+    prefix = _save(registry, "persistence", model, synthetic, settings)
+    with pytest.raises(CorruptModel, match=r"types outside the trusted list: (tests\.)?test_registry\.Untrusted"):
+        registry.load(prefix)
+
+
+def test_truncated_metadata_is_a_corrupt_model(synthetic: Dataset, settings: Settings,
+                                               registry: ModelRegistry) -> None:
+    fp = data_fingerprint(synthetic)
+    _, prefix, _ = train_or_load("persistence", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    path = Path(registry.store.uri) / prefix / "metadata.json"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CorruptModel, match="not valid JSON"):
+        registry.load(prefix)
+    # find() skips it and train_or_load retrains
+    _, _, reused = train_or_load("persistence", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    assert not reused
+
+
+def test_forecast_frame_has_one_row_per_model_and_asset(synthetic: Dataset, settings: Settings,
+                                                        registry: ModelRegistry) -> None:
+    models = train_models(["ridge"], synthetic, settings, AS_OF, registry, data_fingerprint=data_fingerprint(synthetic))
+    frame = forecast_frame({n: (r.model, r.prefix) for n, r in models.items()}, synthetic, AS_OF, 12,
+                           sectors={"SPY": "S&P 500"})
+    assert len(frame) == 3 * len(synthetic.assets)
+    assert set(frame["target_month"]) == {"2017-07"} and set(frame["train_end"]) == {"2017-06"}
+    assert np.isfinite(frame["predicted_return"]).all()
+    assert frame.loc[frame["asset"] == "SPY", "sector"].eq("S&P 500").all()
+    assert frame["model_fingerprint"].str.len().eq(16).all()
