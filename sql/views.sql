@@ -64,8 +64,12 @@ FROM obs;
 
 -- The long feature table: for each decision month and series, the transformed value known at the
 -- decision date. For each period the latest revision available by then is used; the transformation
--- (FRED-MD tcode) uses the three latest known periods, which must be consecutive. A value older than
--- the series' lag plus max_stale months is not forward-filled (value NULL, reason 'stale').
+-- (FRED-MD tcode) uses the three latest known periods, which must be consecutive, taking the earlier
+-- two from the same vintage as the latest one where that vintage holds them (a FRED-MD vintage is a
+-- whole panel): mixing vintages would difference levels on different bases (INDPRO is 2012=100 in
+-- the 2019-10 vintage and 2017=100 in 2025-02: a fake -7.5 % month). ALFRED rows, one vintage per
+-- release date, fall back to the values known at the decision date. A value older than the series'
+-- lag plus max_stale months is not forward-filled (value NULL, reason 'stale').
 CREATE OR REPLACE MACRO macro_features(lag_macro, lag_market, max_stale) AS TABLE
 WITH avail AS (SELECT * FROM macro_available(lag_macro, lag_market)),
 known AS (
@@ -91,12 +95,19 @@ wide AS (
     FROM ranked WHERE rn <= 3
     GROUP BY ALL
 ),
+same_vintage AS (
+    SELECT w.month, w.decision_date, w.series, w.tcode, w.lag_months, w.p0, w.p1, w.p2, w.x0,
+           coalesce(v1.value, w.x1) AS x1, coalesce(v2.value, w.x2) AS x2, w.available_at, w.vintage
+    FROM wide w
+    LEFT JOIN avail v1 ON v1.series = w.series AND v1.vintage = w.vintage AND v1.period = w.p1
+    LEFT JOIN avail v2 ON v2.series = w.series AND v2.vintage = w.vintage AND v2.period = w.p2
+),
 checked AS (
     SELECT *,
            date_diff('month', p0, month) - lag_months AS staleness,
            (p1 = p0 - INTERVAL 1 MONTH) AS ok1,
            (p1 = p0 - INTERVAL 1 MONTH AND p2 = p1 - INTERVAL 1 MONTH) AS ok2
-    FROM wide
+    FROM same_vintage
 )
 SELECT month, decision_date, series, tcode, p0 AS period, available_at, vintage, staleness,
        CASE
