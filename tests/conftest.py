@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,61 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass
+class CliResult:
+    """What ``rotation ARGS`` did: exit code, stdout and stderr."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def rotation(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run ``job.cli.main(args)`` in-process (CliRunner's isolation) as the console script would.
+
+    ``env`` adds environment variables for the call. The exit code is the one main() gives the shell,
+    so the RotationError -> exit code mapping and the one-line ``error: ...`` are what is tested.
+    """
+    from click.testing import CliRunner
+
+    from job.cli import main
+
+    def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        runner = CliRunner()
+        with runner.isolation() as (out, err, _):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
+
+    return run
+
+
+def _ingest(path: Path, source: str, snapshot: Path | None = None) -> Path:
+    from job import warehouse
+    from job.config import load_settings
+    from job.sources import fetch
+
+    settings = load_settings(environ={})
+    universe = settings.universe(source)
+    warehouse.ingest(path, fetch([source], settings, universe, snapshot), universe)
+    return path
+
+
+@pytest.fixture(scope="session")
+def snapshot_warehouse(snapshot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse with the real snapshot ingested once per session. Read it; copy it to change it."""
+    return _ingest(tmp_path_factory.mktemp("snapshot-warehouse") / "warehouse.duckdb", "snapshot", snapshot_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse with the synthetic sample ingested once per session. Read it; copy it to change it."""
+    return _ingest(tmp_path_factory.mktemp("sample-warehouse") / "warehouse.duckdb", "sample")
