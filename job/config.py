@@ -36,7 +36,9 @@ ENV_SHORT = {
 ENV_NOT_KEYS = {"ROTATION_AS_OF", "ROTATION_LOG_FORMAT", "ROTATION_CONFIG", "ROTATION_TEST_CONTAINER",
                 "ROTATION_ARGS", "ROTATION_WAIT_FOR_STORE_S", "ROTATION_COMMAND", "ROTATION_VERBOSE",
                 # set by the container image and its entrypoint (Dockerfile, entrypoint.sh)
-                "ROTATION_GLOBAL_ARGS", "ROTATION_HOME", "ROTATION_CACHE_DIR"}
+                "ROTATION_GLOBAL_ARGS", "ROTATION_HOME", "ROTATION_CACHE_DIR",
+                # read by the Swift test fixture (tests/s3_server.py)
+                "ROTATION_REQUIRE_SWIFT"}
 DEFAULT_SNAPSHOT = Path("../shared/data")
 
 

@@ -7,8 +7,8 @@
     columns ``as_of`` and ``run_id`` first. A half-written, crashed or superseded run_id never shows,
     because its files are in no manifest.
 ``metrics``
-    One row per number in each committed ``metrics.json``: ``as_of, run_id, model, period, metric,
-    value, value_text, path`` (see :func:`flatten_metrics`).
+    One row per value in each committed ``metrics.json``: ``as_of, run_id, section, model, period,
+    metric, value, value_text, path`` (see :func:`flatten_metrics`).
 ``runs``
     One row per published month: ``as_of, run_id, created_at, artifacts, bytes, total_seconds,
     timings`` (JSON text) and ``extra`` (the manifest's other keys, JSON text).
@@ -37,7 +37,7 @@ from job.store import Store, open_store
 from job.store.publish import RUN_PATH_RE, list_manifests
 
 PARQUET_KINDS = ("forecasts", "weights", "backtest")
-WRAPPER_KEYS = {"models", "metrics", "results", "by_model"}
+WRAPPER_KEYS = {"models", "by_model", "results", "metrics"}
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -59,37 +59,45 @@ def _one_line(exc: Exception) -> str:
 # -- metrics.json flattening ---------------------------------------------------------------------------
 
 def flatten_metrics(obj: Any) -> list[dict[str, Any]]:
-    """Flatten a metrics document into rows ``{model, period, metric, value, value_text, path}``.
+    """Flatten a metrics document into rows ``{section, model, period, metric, value, value_text, path}``.
 
-    The expected shape is ``{model: {period: {metric: value}}}``; other shapes are flattened
-    generically: the first path element is the model, the last the metric, those between (joined by
-    ``/``) the period. Wrapper keys (``models``, ``metrics``, ``results``, ``by_model``) at the top are
-    skipped; records that carry ``"model"`` / ``"period"`` string fields (e.g. a list of
-    ``{"model": "ridge", "period": "full", "sharpe": 1.1}``) set those columns. Numbers and booleans go
-    to ``value`` (float), strings to ``value_text``. ``path`` is the full dotted path.
+    Shapes understood (the job writes the first; anything else is flattened generically):
+
+    - ``{"models": {model: {period: {metric: value}}}, "benchmark": {period: {metric: value}}, ...}``:
+      below a wrapper key (``models``, ``by_model``, ``results``, ``metrics``) at any depth, the next key
+      is the model; elsewhere the top-level key is the model (``benchmark``, ``equal_weight``);
+    - ``{model: {period: {metric: value}}}``: the first key is the model;
+    - records with ``"model"`` / ``"period"`` string fields (``[{"model": "ridge", "sharpe": 1.1}]``).
+
+    The last key is the metric and the keys between model and metric (joined by ``/``) the period.
+    ``section`` is the top-level key. Numbers and booleans go to ``value`` (float), other scalars to
+    ``value_text``. ``path`` is the full dotted path, for anything the columns do not capture.
     """
     rows: list[dict[str, Any]] = []
 
     def leaf(value: Any, path: list[str], ctx: dict[str, str]) -> None:
         if not path:
             return
-        metric, rest = path[-1], list(path[:-1])
+        metric, middle = path[-1], list(path[:-1])
         model = ctx.get("model")
-        if model is None and rest:
-            model = rest.pop(0)
-        elif model is not None and rest and rest[0] == model:
-            rest.pop(0)
-        period = ctx.get("period") or ("/".join(rest) or None)
+        wrapped = [i for i, key in enumerate(middle[:-1]) if key in WRAPPER_KEYS]
+        if wrapped:
+            i = wrapped[-1]
+            model = model or middle[i + 1]
+            middle = middle[i + 2:]
+        elif model is None and middle:
+            model = middle.pop(0)
+        period = ctx.get("period") or ("/".join(middle) or None)
         number: float | None = None
         text: str | None = None
         if isinstance(value, int | float):  # bool included
             number = float(value)
         elif value is not None:
             text = str(value)
-        rows.append({"model": model, "period": period, "metric": metric, "value": number,
-                     "value_text": text, "path": ".".join(path)})
+        rows.append({"section": path[0] if len(path) > 1 else None, "model": model, "period": period,
+                     "metric": metric, "value": number, "value_text": text, "path": ".".join(path)})
 
-    def walk(node: Any, path: list[str], ctx: dict[str, str], top: bool) -> None:
+    def walk(node: Any, path: list[str], ctx: dict[str, str]) -> None:
         if isinstance(node, dict):
             local = dict(ctx)
             consumed = set()
@@ -98,20 +106,16 @@ def flatten_metrics(obj: Any) -> list[dict[str, Any]]:
                     local[field] = node[field]
                     consumed.add(field)
             for key, value in node.items():
-                if key in consumed:
-                    continue
-                if top and key in WRAPPER_KEYS and isinstance(value, dict | list):
-                    walk(value, path, local, False)
-                else:
-                    walk(value, [*path, str(key)], local, False)
+                if key not in consumed:
+                    walk(value, [*path, str(key)], local)
         elif isinstance(node, list):
             for i, value in enumerate(node):
                 is_record = isinstance(value, dict) and isinstance(value.get("model"), str)
-                walk(value, path if is_record else [*path, str(i)], ctx, False)
+                walk(value, path if is_record else [*path, str(i)], ctx)
         else:
             leaf(node, path, ctx)
 
-    walk(obj, [], {}, True)
+    walk(obj, [], {})
     return rows
 
 
@@ -211,8 +215,8 @@ def _connect(store: Store | str, settings: Any | None) -> tuple[duckdb.DuckDBPyC
     metric_rows = []
     for art, doc in zip(metric_arts, _fetch_json(store, [a["path"] for a in metric_arts]), strict=True):
         metric_rows += [{"as_of": art["as_of"], "run_id": art["run_id"], **row} for row in flatten_metrics(doc)]
-    _table(con, "metrics", "as_of VARCHAR, run_id VARCHAR, model VARCHAR, period VARCHAR, metric VARCHAR, "
-           "value DOUBLE, value_text VARCHAR, path VARCHAR", metric_rows)
+    _table(con, "metrics", "as_of VARCHAR, run_id VARCHAR, section VARCHAR, model VARCHAR, period VARCHAR, "
+           "metric VARCHAR, value DOUBLE, value_text VARCHAR, path VARCHAR", metric_rows)
 
     run_rows = []
     for man in manifests:

@@ -13,7 +13,7 @@ from job.dataset import Dataset, synthetic_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.s3_server"]
 
 
 def snapshot_path() -> Path | None:

@@ -64,15 +64,16 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
+        """Keys starting with ``prefix`` (a plain string prefix, as on S3), sorted."""
         if not self.root.is_dir():
             return []
-        base = self._path(prefix) if prefix else self.root
-        start = base if base.is_dir() else base.parent
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(folder) if folder else self.root
         if not start.is_dir():
             return []
         keys = []
         for path in start.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith((".tmp-", ".run.lock.guard")):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     keys.append(key)

@@ -94,13 +94,13 @@ def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
     return code, status
 
 
-def _add_content_md5(params: dict[str, Any], **_: Any) -> None:
+def _add_content_md5(request: Any, **_: Any) -> None:
     """DeleteObjects needs Content-MD5 on Swift's s3api (boto3 >= 1.36 sends only a CRC32)."""
-    body = params.get("body", b"")
+    body = request.body or b""
     if isinstance(body, str):
         body = body.encode()
     if isinstance(body, bytes | bytearray):
-        params["headers"]["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
 class S3Store:
