@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.error
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -94,6 +95,9 @@ def fetch_fred(settings: Settings, *, root_url: str | None = None) -> SourceData
                 except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                     raise UpstreamUnavailable(f"FRED is unreachable ({type(exc).__name__}: {exc})",
                                               hint="check the network, or use --source snapshot") from None
+                except ET.ParseError:  # a proxy or error page instead of FRED's XML
+                    raise UpstreamUnavailable(f"FRED answered {info.fred_id} with something that is not XML",
+                                              hint="check the network or proxy, or use --source snapshot") from None
                 except ValueError as exc:  # fredapi turns API errors into ValueError
                     message = str(exc).replace(key, "****")
                     if "api_key" in message.lower() or "api key" in message.lower():
