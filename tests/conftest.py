@@ -56,6 +56,13 @@ class CliResult:
     stdout: str
     stderr: str
 
+    @property
+    def error(self) -> str:
+        """The one ``error: ...`` line on stderr ('' when there is none); asserts there is at most one."""
+        lines = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) <= 1, self.stderr
+        return lines[0] if lines else ""
+
 
 @pytest.fixture
 def rotation(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:

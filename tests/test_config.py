@@ -84,8 +84,7 @@ def test_bad_config_file_exits_2_with_one_line(rotation, tmp_path: Path, text: s
     config = _write(tmp_path / "bad.toml", text)
     result = rotation("--config", str(config), "config", "show")
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: ")
-    assert needle in result.stderr
+    assert needle in result.error
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
 
@@ -108,7 +107,7 @@ def test_bad_environment_value_exits_2(rotation, name: str, value: str, needle: 
     """A ROTATION_* variable that names no key or does not parse is a usage error (2)."""
     result = rotation("config", "show", env={name: value})
     assert result.exit_code == 2, result.stderr
-    assert needle in result.stderr
+    assert needle in result.error
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -128,7 +127,7 @@ def test_environment_values_take_the_settings_types() -> None:
 
 def test_flags_are_validated_too() -> None:
     settings = load_settings(environ={})
-    with pytest.raises(ConfigError, match="strategy.shrinkage"):
+    with pytest.raises(ConfigError, match=r"strategy\.shrinkage"):
         settings.with_overrides({"strategy": {"shrinkage": 2.0}})
     assert settings.with_overrides({"data": {"publication_lag_months": 0}}).data.publication_lag_months == 0
 
