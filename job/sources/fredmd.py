@@ -86,8 +86,14 @@ def parse_fredmd(text: str, *, origin: str, vintage: str | None = None) -> tuple
     if file_tcodes is not None:
         for col, code in file_tcodes.items():
             name = canonical_name(col, renames)
-            if name in known and code.strip() and int(float(code)) != known[name].tcode:
-                tcode_mismatch[name] = int(float(code))
+            if not code.strip():
+                continue
+            try:
+                tcode = int(float(code))
+            except ValueError:
+                raise DataError(f"{origin}: bad transformation code {code!r} for {col} (expected 1..7)") from None
+            if name in known and tcode != known[name].tcode:
+                tcode_mismatch[name] = tcode
     last_period = numeric.index.max()
     if vintage is None:
         match = _VINTAGE_RE.search(Path(origin).stem)
