@@ -7,7 +7,7 @@ Keras is loaded when an LSTM is built or loaded.
 
 from __future__ import annotations
 
-from job.models.base import Forecaster, WindowFlattener
+from job.models.base import Clipper, Forecaster, WindowFlattener
 from job.models.baselines import HistoricalMeanForecaster, PersistenceForecaster
 from job.models.ensemble import EnsembleForecaster
 from job.models.factory import BASELINES, MODEL_NAMES, build_model, ensemble_member_names, parse_model_names
@@ -33,6 +33,7 @@ __all__ = [
     "ORIGINAL_TREE",
     "PRESETS",
     "SEED_PARAMETERS",
+    "Clipper",
     "CorruptModel",
     "EnsembleForecaster",
     "Forecaster",

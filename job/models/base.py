@@ -89,3 +89,23 @@ def array_from_json(data: dict[str, Any]) -> np.ndarray:
     """Inverse of :func:`array_to_json` (null -> NaN)."""
     values = [np.nan if v is None else v for v in data["values"]]
     return np.asarray(values, dtype=np.float64).reshape(data["shape"])
+
+
+class Clipper(TransformerMixin, BaseEstimator):
+    """Clip standardised features to ``[-limit, limit]`` (``limit=None``: pass through).
+
+    A series that was nearly constant in the training rows (or changed units later) can be thousands
+    of training standard deviations away at prediction time; unclipped, one such column turns a linear
+    forecast into nonsense (the real snapshot's ``CONSPI`` does exactly this around 2019).
+    """
+
+    def __init__(self, limit: float | None = 5.0) -> None:
+        self.limit = limit
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> Clipper:
+        self.n_features_in_ = int(np.asarray(X).shape[1])
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return X if self.limit is None else np.clip(X, -self.limit, self.limit)

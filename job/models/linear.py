@@ -9,15 +9,17 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from job.models.base import Forecaster, WindowFlattener
+from job.models.base import Clipper, Forecaster, WindowFlattener
 from job.models.cv import mae_per_asset, time_series_cv, tune
 
 
 class RidgeForecaster(Forecaster):
     """Multi-output Ridge over the 12-month window flattened to one row (12 x 135 -> 1620 columns).
 
-    ``Pipeline(flatten -> StandardScaler -> Ridge)``: the scaler is fitted on the training rows of each
-    CV fold and, finally, on all training rows. ``alpha`` is chosen from ``alphas`` by
+    ``Pipeline(flatten -> StandardScaler -> clip to +-clip -> Ridge)``: the scaler is fitted on the
+    training rows of each CV fold and, finally, on all training rows; standardised values beyond
+    ``clip`` standard deviations are clipped (None: no clipping) so that one out-of-range series cannot
+    dominate a forecast. ``alpha`` is chosen from ``alphas`` by
     ``TimeSeriesSplit(cv_splits)`` with mean absolute error (the original notebook chose 1000 from
     [5, 25, 50, 300, 500, 1000]), then the pipeline is refitted on all rows.
 
@@ -32,14 +34,16 @@ class RidgeForecaster(Forecaster):
     """
 
     def __init__(self, alphas: Sequence[float] = (5.0, 25.0, 50.0, 300.0, 500.0, 1000.0), cv_splits: int = 5,
-                 n_jobs: int | None = None) -> None:
+                 clip: float | None = 5.0, n_jobs: int | None = None) -> None:
         self.alphas = alphas
+        self.clip = clip
         self.cv_splits = cv_splits
         self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeForecaster:
         X, y = self._validate_fit(X, y)
-        pipeline = Pipeline([("flatten", WindowFlattener()), ("scale", StandardScaler()), ("ridge", Ridge())])
+        pipeline = Pipeline([("flatten", WindowFlattener()), ("scale", StandardScaler()),
+                             ("clip", Clipper(self.clip)), ("ridge", Ridge())])
         grid = {"ridge__alpha": [float(a) for a in self.alphas]}
         cv = time_series_cv(len(X), self.cv_splits)
         self.model_, params, self.validation_predictions_ = tune(pipeline, grid, X, y, cv, n_jobs=self.n_jobs)

@@ -14,9 +14,10 @@ Presets (:data:`PRESETS`):
 
 Training: Adam, mean squared error, early stopping on the time-ordered tail of the training rows
 (``validation_share``) with the best weights restored. Features are standardised per feature over the
-non-tail training rows and all their time steps; targets are standardised per asset the same way
-(the network then learns returns in units of their standard deviation, which keeps the MSE and the
-regularisers on a sensible scale) and predictions are transformed back to returns.
+non-tail training rows and all their time steps, then clipped to +-5 standard deviations; targets are
+standardised per asset the same way (the network then learns returns in units of their standard
+deviation, which keeps the MSE and the regularisers on a sensible scale) and predictions are
+transformed back to returns.
 
 Determinism: ``keras.utils.set_random_seed(seed)`` and TensorFlow op determinism before every fit, so
 the same inputs give the same predictions.
@@ -131,6 +132,8 @@ class LSTMForecaster(Forecaster):
     seed : int
     warm_start_epochs : int
         Maximum epochs of a fit that starts from a previous fit's weights (``fit(warm_start_from=...)``).
+    clip : float or None
+        Standardised features are clipped to ``[-clip, clip]`` (None: not clipped), as for ridge.
 
     .. warning::
        ``validation_mae_`` is measured on the same tail rows that chose the stopping epoch, so it is
@@ -147,7 +150,7 @@ class LSTMForecaster(Forecaster):
 
     def __init__(self, preset: str = "small", epochs: int = 200, patience: int = 20, batch_size: int = 32,
                  validation_share: float = 0.2, learning_rate: float = 1e-3, seed: int = 42,
-                 warm_start_epochs: int = 50) -> None:
+                 warm_start_epochs: int = 50, clip: float | None = 5.0) -> None:
         self.preset = preset
         self.epochs = epochs
         self.patience = patience
@@ -156,6 +159,7 @@ class LSTMForecaster(Forecaster):
         self.learning_rate = learning_rate
         self.seed = seed
         self.warm_start_epochs = warm_start_epochs
+        self.clip = clip
 
     def fit(self, X: np.ndarray, y: np.ndarray, warm_start_from: LSTMForecaster | None = None) -> LSTMForecaster:
         """Fit on ``(X, y)``, early-stopping on the most recent ``validation_share`` of the rows.
@@ -214,7 +218,10 @@ class LSTMForecaster(Forecaster):
             raise ValueError("warm_start_from must be a fitted LSTMForecaster with the same preset and shapes")
 
     def _scale_x(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.x_mean_) / self.x_scale_).astype(np.float32)
+        scaled = (X - self.x_mean_) / self.x_scale_
+        if self.clip is not None:
+            scaled = np.clip(scaled, -self.clip, self.clip)
+        return scaled.astype(np.float32)
 
     def _predict_scaled(self, Xs: np.ndarray, batch: int = 256) -> np.ndarray:
         parts = [np.asarray(self.network_(Xs[i:i + batch], training=False), dtype=np.float64)

@@ -52,11 +52,12 @@ SKOPS_FILE = "model.skops"
 KERAS_FILE = "network.keras"
 STATE_FILE = "state.json"
 ENSEMBLE_FILE = "ensemble.json"
-FORMAT_VERSION = 1  # bump when a stored layout changes: old models then stop matching and are retrained
+FORMAT_VERSION = 2  # bump when a stored layout changes: old models then stop matching and are retrained
 
 # Types a stored scikit-learn forecaster may contain beyond skops' own defaults (numpy, builtins and
 # scikit-learn's Pipeline, StandardScaler, Ridge, DecisionTreeRegressor). Anything else is refused.
 TRUSTED_TYPES = (
+    "job.models.base.Clipper",
     "job.models.base.WindowFlattener",
     "job.models.baselines.HistoricalMeanForecaster",
     "job.models.baselines.PersistenceForecaster",
