@@ -9,7 +9,7 @@
 #    host CA bundle (PIP_CERT), as PLATFORM.md describes.
 # 3. It prints the build time and the image size, and writes them to build.json in the work dir.
 #
-# Usage: scripts/build_image.sh [--rebuild-base] [--layers]
+# Usage: scripts/build_image.sh [--rebuild-base] [--layers] [--install-only]
 # Environment: ROTATION_CI_WORK (default .ci/work), ROTATION_IMAGE (default localhost/sector-rotation:ci).
 # Needs root (debootstrap, buildah chroot isolation); installs buildah and debootstrap with apt if missing.
 set -euo pipefail
@@ -23,10 +23,12 @@ HOST_CA="/etc/ssl/certs/ca-certificates.crt"
 
 rebuild_base=0
 layers=false
+install_only=0
 for arg in "$@"; do
   case "$arg" in
     --rebuild-base) rebuild_base=1 ;;
     --layers) layers=true ;;  # keep intermediate layers: faster rebuilds, slower first build on vfs
+    --install-only) install_only=1 ;;  # only install buildah and debootstrap (scripts/test_services.sh)
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "build_image.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
@@ -48,11 +50,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+((install_only)) && exit 0
+
 mkdir -p "$WORK/base" "$WORK/storage" "$WORK/runroot"
 # All buildah state lives in the work dir, so CI never touches the machine's default storage.
 buildah_() { buildah --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver vfs "$@"; }
 
-image_exists() { buildah_ images --noheading --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep -qx "$1"; }
+image_exists() {  # (no `buildah images | grep -q`: grep exiting early makes pipefail see SIGPIPE)
+  local names
+  names=$(buildah_ images --noheading --format '{{.Name}}:{{.Tag}}' 2>/dev/null || true)
+  grep -qx "$1" <<<"$names"
+}
 
 started=$(date +%s)
 
@@ -98,13 +106,15 @@ t0=$(date +%s)
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
   --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   -v "$HOST_CA:/host-ca.crt:ro" --build-arg PIP_CERT=/host-ca.crt \
-  -f Dockerfile -t "$IMAGE" .)
+  --format docker -f Dockerfile -t "$IMAGE" .)
 build_s=$(($(date +%s) - t0))
 
 # Drop dangling images from earlier builds: vfs keeps a full copy of every layer.
 buildah_ rmi --prune >/dev/null 2>&1 || true
 
-size_bytes=$(buildah_ images --json "$IMAGE" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])')
+# Uncompressed size: the sum of the image's layer tarballs (what `docker images` calls SIZE).
+size_bytes=$(buildah_ inspect --type image "$IMAGE" \
+  | python3 -c 'import json, sys; print(sum(l["size"] for l in json.loads(json.load(sys.stdin)["Manifest"])["layers"]))')
 size_mb=$((size_bytes / 1000000))
 total_s=$(($(date +%s) - started))
 printf '{"image": "%s", "build_seconds": %d, "total_seconds": %d, "size_bytes": %d}\n' \
