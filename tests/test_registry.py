@@ -227,3 +227,89 @@ def test_forecast_frame_has_one_row_per_model_and_asset(synthetic: Dataset, sett
     assert np.isfinite(frame["predicted_return"]).all()
     assert frame.loc[frame["asset"] == "SPY", "sector"].eq("S&P 500").all()
     assert frame["model_fingerprint"].str.len().eq(16).all()
+
+
+# -- the train and forecast commands ---------------------------------------------------------------
+
+
+def _rotation(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from job.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(info.value.code or 0), out.out, out.err
+
+
+@pytest.fixture
+def sample_warehouse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """Group options pointing at a warehouse filled from the built-in sample source."""
+    group = ["--warehouse", str(tmp_path / "wh.duckdb"), "--store", str(tmp_path / "store")]
+    code, _, err = _rotation(capsys, *group, "ingest", "--source", "sample")
+    assert code == 0, err
+    return group
+
+
+def test_train_then_forecast_reuses_the_stored_model(sample_warehouse: list[str], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`rotation train` saves; `rotation forecast` reuses it and publishes one row per model and asset."""
+    code, out, err = _rotation(capsys, *sample_warehouse, "train", "--models", "ridge", "--as-of", "2020-06")
+    assert code == 0, err
+    assert "ridge" in out and "trained in" in out and "x historical-mean" in out
+    code, out, err = _rotation(capsys, *sample_warehouse, "forecast", "--models", "ridge", "--as-of", "2020-06")
+    assert code == 0, err
+    assert "forecast of 2020-07 returns" in out
+    assert all(line.split()[-1] != "trained" for line in out.splitlines() if line.startswith("ridge"))
+    assert "reused" in next(line for line in out.splitlines() if line.startswith("ridge"))
+    parts = list((tmp_path / "store" / "forecasts" / "as_of=2020-06").glob("run_id=*/part-0.parquet"))
+    assert len(parts) == 1
+    frame = pd.read_parquet(parts[0])
+    assert set(frame["model"]) == {"persistence", "historical-mean", "ridge"}
+    assert frame.groupby("model").size().eq(12).all()
+    assert np.isfinite(frame["predicted_return"]).all() and set(frame["target_month"]) == {"2020-07"}
+    assert (tmp_path / "store" / "runs" / "as_of=2020-06" / "manifest.json").is_file()
+
+
+def test_unknown_model_exits_2(sample_warehouse: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _rotation(capsys, *sample_warehouse, "forecast", "--models", "ridge,xgboost")
+    assert code == ExitCode.USAGE
+    assert err.strip() == ("error: unknown model(s) xgboost (choose from persistence, historical-mean, ridge, "
+                           "tree, lstm, ensemble)")
+
+
+def test_corrupt_model_with_fail_policy_exits_3(sample_warehouse: list[str], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With models.on_corrupt_model=fail, a tampered stored model stops the forecast with one line."""
+    assert _rotation(capsys, *sample_warehouse, "train", "--models", "ridge", "--as-of", "2020-06")[0] == 0
+    model_file = next((tmp_path / "store" / "models" / "ridge").rglob("model.skops"))
+    model_file.write_bytes(model_file.read_bytes()[:-10])
+    monkeypatch.setenv("ROTATION_MODELS__ON_CORRUPT_MODEL", "fail")
+    code, _, err = _rotation(capsys, *sample_warehouse, "forecast", "--models", "ridge", "--as-of", "2020-06")
+    assert code == ExitCode.VALIDATION
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "model.skops failed its checksum" in errors[0]
+    assert err.rstrip().endswith(errors[0]) and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_real_snapshot_all_models_train_and_forecast(snapshot_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """On the real snapshot every model trains, and forecasts 12 finite returns (small LSTM)."""
+    group = ["--warehouse", str(tmp_path / "wh.duckdb"), "--store", str(tmp_path / "store")]
+    code, _, err = _rotation(capsys, *group, "ingest", "--source", "snapshot", "--snapshot-dir", str(snapshot_dir))
+    assert code == 0, err
+    names = "persistence,historical-mean,ridge,tree,lstm,ensemble"
+    code, out, err = _rotation(capsys, *group, "train", "--models", names, "--lstm-preset", "small")
+    assert code == 0, err
+    assert out.count("trained in") == 6
+    code, out, err = _rotation(capsys, *group, "forecast", "--models", names, "--lstm-preset", "small")
+    assert code == 0, err
+    assert out.count(" reused ") == 6
+    frame = pd.read_parquet(next((tmp_path / "store" / "forecasts").rglob("part-0.parquet")))
+    assert sorted(frame["model"].unique()) == sorted(names.split(","))
+    for _, rows in frame.groupby("model"):
+        assert len(rows) == 12 and np.isfinite(rows["predicted_return"]).all()
+        assert rows["predicted_return"].abs().max() < 0.5  # monthly returns, not nonsense
+    assert frame["sector"].ne("").all()
