@@ -160,7 +160,7 @@ start() {
         nohup "swift-$s-server" "$SWIFT_DIR/etc/$s-server.conf" >"$SWIFT_DIR/log/$s.log" 2>&1 &
         echo $! >"$pidfile"
     done
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         if healthy; then
             log "started in $(python3 -c "import time; print(round(time.time() - $started, 1))") s; data in $SWIFT_DIR"
             echo "$ENDPOINT"
@@ -168,7 +168,7 @@ start() {
         fi
         sleep 0.2
     done
-    log "error: the Swift proxy did not answer on $ENDPOINT within 20 s; logs in $SWIFT_DIR/log"
+    log "error: the Swift proxy did not answer on $ENDPOINT within 60 s; logs in $SWIFT_DIR/log"
     tail -n 5 "$SWIFT_DIR"/log/*.log >&2 || true
     exit 1
 }

@@ -7,19 +7,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from job.store.base import ArtifactNotFound, Store
 from job.store.local import LocalStore
 from job.store.lock import LOCK_KEY, RunLock
-from job.store.publish import (
-    Publisher,
-    list_manifests,
-    new_run_id,
-    read_manifest,
-    verify_manifest,
-    write_failed_validation,
-)
+
+if TYPE_CHECKING:
+    from job.store.publish import (
+        Publisher,
+        list_manifests,
+        new_run_id,
+        read_manifest,
+        verify_manifest,
+        write_failed_validation,
+    )
+
+_PUBLISH_NAMES = {"Publisher", "list_manifests", "new_run_id", "read_manifest", "verify_manifest",
+                  "write_failed_validation"}
 
 __all__ = [
     "LOCK_KEY",
@@ -55,3 +60,12 @@ def open_store(uri: str, settings: Any | None = None) -> Store:
     store.retention_runs = int(getattr(store_settings, "retention_runs", 2))
     store.lock_ttl_s = int(getattr(store_settings, "lock_ttl_s", 7200))
     return store
+
+
+def __getattr__(name: str) -> Any:
+    """Import the publication names lazily: they pull in pandas and pyarrow (about a second)."""
+    if name in _PUBLISH_NAMES:
+        from job.store import publish
+
+        return getattr(publish, name)
+    raise AttributeError(f"module 'job.store' has no attribute {name!r}")
