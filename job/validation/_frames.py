@@ -68,13 +68,16 @@ def sql_parameters(ctx: FrameContext) -> dict[str, Any]:
     """Named parameters available to ``sql/validation/*.sql`` (a file uses the ones it names)."""
     data = ctx.settings.data
     start = pd.Period(data.start, freq="M")
-    first = ctx.dataset.months[0] if ctx.dataset is not None and len(ctx.dataset.months) else start
+    has_months = ctx.dataset is not None and len(ctx.dataset.months) > 0
+    first = ctx.dataset.months[0] if has_months else start
+    last = ctx.dataset.months[-1] if has_months else ctx.as_of
     series = ([c[len(MACRO_PREFIX):] for c in ctx.dataset.feature_names if c.startswith(MACRO_PREFIX)]
               if ctx.dataset is not None else [])
     return {
         "start": month_start(start),                   # first decision month of the window
         "window_start": month_start(start - 1),        # its previous month-end is needed for a return
         "first_month": month_start(first),             # first month of the dataset
+        "last_month": month_start(last),               # its last month (the as-of month when all is well)
         "as_of": month_start(ctx.as_of),
         "as_of_end": month_end(ctx.as_of),
         "dataset_lag": ctx.dataset_lag,
@@ -156,21 +159,26 @@ def _row_months(values: np.ndarray, table: pd.DataFrame) -> list[pd.Period | Non
 
 
 def labels(ctx: FrameContext) -> pd.DataFrame:
-    """One row per (decision month, asset) with a known label, and the month the label's returns come from."""
+    """One row per (decision month before the as-of month, asset): the label and the month it comes from.
+
+    ``label_index`` is the month whose returns hold exactly the label's values (missing when the label
+    is missing or matches no month), found by matching values rather than trusting Dataset.labels().
+    """
     dataset = _need(ctx)
     table = dataset.labels()
-    table = table[table.notna().all(axis=1)]
-    found = _row_months(table.to_numpy(dtype=np.float64), dataset.returns)
-    label_index = [month_number(m) if m is not None else np.nan for m in found]
-    out = pd.DataFrame({
-        "month": np.repeat([month_str(m) for m in table.index], table.shape[1]),
-        "month_index": np.repeat([month_number(m) for m in table.index], table.shape[1]),
-        "label_month": np.repeat([month_str(m) if m is not None else None for m in found], table.shape[1]),
-        "label_index": np.repeat(label_index, table.shape[1]),
+    table = table[table.index < ctx.as_of]
+    values = table.to_numpy(dtype=np.float64)
+    found = _row_months(values, dataset.returns)
+    found = [m if m is not None and not np.isnan(row).any() else None for m, row in zip(found, values, strict=True)]
+    n_assets = table.shape[1]
+    return pd.DataFrame({
+        "month": np.repeat([month_str(m) for m in table.index], n_assets),
+        "month_index": np.repeat([month_number(m) for m in table.index], n_assets),
+        "label_month": np.repeat([month_str(m) if m is not None else None for m in found], n_assets),
+        "label_index": np.repeat([float(month_number(m)) if m is not None else np.nan for m in found], n_assets),
         "asset": np.tile(np.asarray(table.columns, dtype=object), table.shape[0]),
-        "label": table.to_numpy(dtype=np.float64).reshape(-1),
+        "label": values.reshape(-1),
     })
-    return out
 
 
 def training_set(ctx: FrameContext) -> pd.DataFrame:

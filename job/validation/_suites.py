@@ -1,7 +1,8 @@
 """Expectation suites: GX 1.x ExpectationSuite JSON files in ``expectations/``, with the job's meta keys.
 
 Each expectation's ``meta`` says which frame it runs on (``frame``), its short name (``check``), and
-its ``severity`` (``critical``, the default, stops the run; ``warning`` is reported only). An
+its ``severity`` (``critical``, the default, stops the run; ``warning`` is reported only; it is copied
+into GX 1.24's own top-level ``severity`` field, which may be given instead but must agree). An
 ``expect_column_values_to_be_in_set`` expectation may carry ``meta.tolerate``: known exceptions as
 ``{"<key>": ["YYYY-MM", "YYYY-MM..YYYY-MM", ...]}``, added to its ``value_set`` as ``"<key> YYYY-MM"``
 strings (this is how a known gap such as CP3Mx in 2020-04 is tolerated).
@@ -98,9 +99,12 @@ def _check(suite: str, index: int, raw: Any) -> Check:
     if frame not in FRAMES:
         raise ConfigError(f"{where}: meta.frame {frame!r} is not a validation frame",
                           hint=f"choose one of {', '.join(FRAMES)}")
-    severity = meta.setdefault("severity", "critical")
+    severity = meta.setdefault("severity", config.get("severity", "critical"))
     if severity not in SEVERITIES:
         raise ConfigError(f"{where}: meta.severity must be critical or warning, not {severity!r}")
+    if config.get("severity", severity) != severity:
+        raise ConfigError(f"{where}: severity {config['severity']!r} and meta.severity {severity!r} disagree")
+    config["severity"] = severity  # GX's own field, so GX's reports agree with the job's
     name = str(meta.get("check") or f"{config['type']}:{config.get('kwargs', {}).get('column', index + 1)}")
     _expand_tolerance(config, where)
     description = str(config.get("description") or name)
@@ -124,16 +128,26 @@ def parse_suite(obj: Any, path: Path) -> Suite:
 
 
 def _gx_parse(name: str, checks: list[Check], path: Path) -> None:
-    """Let GX parse the expectations, so a typo in a type or kwarg fails here with the file's name."""
-    import great_expectations as gx
+    """Let GX build each expectation, so a typo in a type or kwarg fails here with the file's name.
+
+    (``gx.ExpectationSuite`` would only log an invalid expectation and drop it.)
+    """
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     for check in checks:
+        config = copy.deepcopy(check.config)
         try:
-            gx.ExpectationSuite(name=name, expectations=[copy.deepcopy(check.config)])
+            ExpectationConfiguration(type=config.pop("type"), kwargs=config.pop("kwargs", {}),
+                                     meta=config.pop("meta", None), description=config.pop("description", None),
+                                     notes=config.pop("notes", None),
+                                     severity=config.pop("severity", "critical")).to_domain_obj()
+            if config:
+                raise ValueError(f"unknown keys {sorted(config)}")
         except Exception as exc:  # GX raises several types (pydantic, its own, KeyError)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{path}: expectation {check.name!r} is not valid for Great Expectations: {first}",
-                              hint="see expectations/README.md") from None
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ConfigError(f"{path}: expectation {check.name!r} of suite {name!r} is not valid for Great "
+                              f"Expectations: {first}", hint="see expectations/README.md") from None
 
 
 def load_suites(folder: Path | None = None) -> list[Suite]:

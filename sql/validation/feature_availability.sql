@@ -10,7 +10,7 @@ SELECT strftime(f.month, '%Y-%m') AS month, f.decision_date, f.series,
        f.value
 FROM macro_features($dataset_lag, $market_lag, $max_stale) f
 JOIN series_meta m USING (series)
-WHERE f.month BETWEEN $first_month AND $as_of
+WHERE f.month BETWEEN $first_month AND $last_month
   AND f.value IS NOT NULL
   AND list_contains($series, f.series)
 ORDER BY f.month, f.series;
