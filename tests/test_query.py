@@ -240,3 +240,42 @@ def test_rotation_query_on_a_down_store_exits_5(s3_bucket: Any, monkeypatch: pyt
     assert info.value.code == ExitCode.STORE
     err = capsys.readouterr().err.strip()
     assert "cannot reach" in err and len(err.splitlines()) == 1
+
+
+# -- the plain DuckDB recipe of the README ---------------------------------------------------------------
+
+def _plain_duckdb(store_root: str, s3: Any | None = None) -> Any:
+    """A DuckDB connection set up as the README tells a user: secret (for S3), variable, sql/store_views.sql."""
+    import duckdb
+    import duckdb_ext
+
+    con = duckdb_ext.init(duckdb.connect())
+    if s3 is not None:
+        con.sql("LOAD httpfs")
+        con.sql(f"CREATE SECRET (TYPE s3, KEY_ID '{os.environ['AWS_ACCESS_KEY_ID']}', "
+                f"SECRET '{os.environ['AWS_SECRET_ACCESS_KEY']}', REGION 'us-east-1', "
+                f"ENDPOINT '{s3.endpoint.removeprefix('http://')}', URL_STYLE 'path', USE_SSL false)")
+    con.sql(f"SET VARIABLE store = '{store_root}'")
+    con.execute((REPO_ROOT / "sql" / "store_views.sql").read_text())  # what `.read` does in the shell
+    return con
+
+
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_plain_duckdb_views_show_committed_runs_while_globs_show_all(where: str, tmp_path: Path,
+                                                                     request: pytest.FixtureRequest) -> None:
+    if where == "local":
+        store: Any = LocalStore(tmp_path / "artifacts")
+        root, s3 = str(store.root), None
+    else:
+        s3 = request.getfixturevalue("s3_bucket")
+        store = open_store(s3.uri)
+        root = s3.uri
+    publish_month(store, "2025-01", "20260101T000000Z-aaaaaa", 1)
+    publish_month(store, "2025-01", "20260102T000000Z-bbbbbb", 2, commit=False)
+    con = _plain_duckdb(root, s3)
+    committed = con.sql("SELECT DISTINCT run_id FROM weights").fetchall()
+    assert committed == [("20260101T000000Z-aaaaaa",)]
+    raw = con.sql(f"SELECT count(DISTINCT run_id) FROM read_parquet('{root}/weights/*/*/*.parquet', "
+                  "hive_partitioning = true)").fetchone()
+    assert raw == (2,), "a raw glob also sees the uncommitted run: hence the views"
+    con.close()
