@@ -305,7 +305,9 @@ def _universe(name: str, data: Mapping[str, Any]) -> Universe:
 def _check(settings: Settings) -> None:
     d, m, s, b = settings.data, settings.models, settings.strategy, settings.backtest
     checks: list[tuple[bool, str]] = [
-        (d.source in SOURCES, f"data.source must be one of {', '.join(SOURCES)}, not {d.source!r}"),
+        # a comma-separated combination (yahoo,fred-md: live prices + macro) is a valid source too
+        (bool(d.source.strip()) and all(part.strip() in SOURCES for part in d.source.split(",")),
+         f"data.source must be one of {', '.join(SOURCES)} (or a comma-separated combination), not {d.source!r}"),
         (d.publication_lag_months >= 0, "data.publication_lag_months must be >= 0"),
         (0 < d.min_fresh_share <= 1, "data.min_fresh_share must be in (0, 1]"),
         (m.lookback_months >= 1, "models.lookback_months must be >= 1"),
