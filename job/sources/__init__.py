@@ -64,6 +64,8 @@ def fetch(names: list[str], settings: Settings, universe: Universe, snapshot_dir
     combined = SourceData(source="+".join(names), prices=first("prices"), macro=first("macro"),
                           risk_free=first("risk_free"), synthetic=any(p.synthetic for p in parts),
                           details={p.source: p.details for p in parts})
-    if any("series_meta" in p.details for p in parts):
-        combined.details["series_meta"] = next(p.details["series_meta"] for p in parts if "series_meta" in p.details)
+    # the series metadata must describe the macro rows actually kept, i.e. come from the same part
+    macro_part = next((p for p in parts if p.macro is not None), None)
+    if macro_part is not None and "series_meta" in macro_part.details:
+        combined.details["series_meta"] = macro_part.details["series_meta"]
     return combined
