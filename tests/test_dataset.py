@@ -1,0 +1,109 @@
+"""The point-in-time Dataset: one row per decision month, aligned returns, labels = next month."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from job import warehouse
+from job.config import load_settings
+from job.dataset import Dataset, synthetic_dataset
+from job.errors import ConfigError
+
+VANGUARD_ETF = ["SPY", "VCR", "VDC", "VDE", "VFH", "VNQ", "VHT", "VIS", "VGT", "VAW", "VOX", "VPU"]
+
+
+@pytest.fixture(scope="module")
+def snapshot_dataset(snapshot_warehouse: Path) -> tuple[Dataset, pd.Period]:
+    return warehouse.load_dataset(load_settings(environ={}), snapshot_warehouse)
+
+
+def test_default_as_of_is_the_last_month_with_fresh_macro_data(snapshot_dataset) -> None:
+    """The snapshot's prices run to 2025-12 but its newest FRED-MD vintage ends 2025-01: as-of 2025-02."""
+    _, as_of = snapshot_dataset
+    assert as_of == pd.Period("2025-02", "M")
+
+
+def test_one_feature_row_per_decision_month(snapshot_dataset) -> None:
+    dataset, as_of = snapshot_dataset
+    assert dataset.months.equals(pd.period_range("2004-10", as_of, freq="M"))
+    assert not dataset.features.isna().to_numpy().any()
+    assert dataset.info["as_of"] == "2025-02" and dataset.info["first_month"] == "2004-10"
+    assert dataset.info["n_macro_features"] > 100
+    assert dataset.info["look_ahead"] is False and dataset.publication_lag_months == 1
+    assert not dataset.synthetic
+
+
+def test_vanguard_etf_returns_are_complete_and_aligned(snapshot_dataset) -> None:
+    dataset, _ = snapshot_dataset
+    assert dataset.assets == VANGUARD_ETF and dataset.benchmark == "SPY"
+    assert not dataset.returns.isna().to_numpy().any()
+    assert dataset.returns.index.equals(dataset.months)
+    own = dataset.features.iloc[:, dataset.return_feature_index()].to_numpy()
+    np.testing.assert_array_equal(own, dataset.returns.to_numpy())
+    assert dataset.returns.loc[pd.Period("2008-10", "M"), "SPY"] == pytest.approx(-0.165, abs=0.005)
+    assert not dataset.risk_free.isna().any()
+    assert dataset.risk_free[pd.Period("2008-01", "M")] == pytest.approx(0.0021)
+
+
+def test_labels_are_next_month_returns_and_training_stops_at_as_of(snapshot_dataset) -> None:
+    dataset, as_of = snapshot_dataset
+    labels = dataset.labels()
+    month = pd.Period("2010-05", "M")
+    pd.testing.assert_series_equal(labels.loc[month], dataset.returns.loc[month + 1], check_names=False)
+    assert labels.loc[as_of].isna().all()                 # the month to forecast is not known yet
+    x, y, months = dataset.training_set(12, as_of)
+    assert months.max() + 1 <= as_of
+    assert x.shape == (len(months), 12, dataset.features.shape[1]) and y.shape == (len(months), 12)
+
+
+def test_explicit_as_of_and_publication_lag(snapshot_warehouse: Path) -> None:
+    """An earlier --as-of truncates; lag 0 (from the override or the config) is labelled look-ahead."""
+    settings = load_settings(environ={})
+    dataset, as_of = warehouse.load_dataset(settings, snapshot_warehouse, as_of=pd.Period("2012-06", "M"),
+                                            publication_lag=0)
+    assert as_of == pd.Period("2012-06", "M") and dataset.months[-1] == as_of
+    assert dataset.info["look_ahead"] is True and dataset.publication_lag_months == 0
+    lag0 = settings.with_overrides({"data": {"publication_lag_months": 0}})
+    dataset, _ = warehouse.load_dataset(lag0, snapshot_warehouse, as_of=pd.Period("2006-06", "M"))
+    assert dataset.info["look_ahead"] is True
+    with pytest.raises(ConfigError, match="no complete data for --as-of 2030-01"):
+        warehouse.load_dataset(settings, snapshot_warehouse, as_of=pd.Period("2030-01", "M"))
+
+
+def test_missing_warehouse_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no warehouse at") as info:
+        warehouse.load_dataset(load_settings(environ={}), tmp_path / "absent.duckdb")
+    assert info.value.exit_code == 2
+
+
+def test_sample_dataset_is_labelled_synthetic(sample_warehouse: Path) -> None:
+    dataset, as_of = warehouse.load_dataset(load_settings(environ={}), sample_warehouse)
+    assert dataset.synthetic and dataset.info["source"] == "sample"
+    assert dataset.months[0] == pd.Period("2004-10", "M") and dataset.months[-1] == as_of
+    assert dataset.assets[0] == "SPY" and len(dataset.assets) == 12
+
+
+def test_dataset_contract_rejects_gaps_and_missing_values(synthetic: Dataset) -> None:
+    with pytest.raises(ValueError, match="contiguous"):
+        Dataset(features=synthetic.features.drop(synthetic.months[5]), returns=synthetic.returns, benchmark="SPY")
+    holed = synthetic.features.copy()
+    holed.iloc[3, 2] = np.nan
+    with pytest.raises(ValueError, match="missing values"):
+        Dataset(features=holed, returns=synthetic.returns, benchmark="SPY")
+    with pytest.raises(ValueError, match="benchmark"):
+        Dataset(features=synthetic.features, returns=synthetic.returns, benchmark="QQQ")
+
+
+def test_windows_never_reach_past_their_decision_month(synthetic: Dataset) -> None:
+    windows = synthetic.windows(6)
+    assert windows.shape == (len(synthetic.months) - 5, 6, synthetic.features.shape[1])
+    np.testing.assert_array_equal(windows[-1, -1], synthetic.features.iloc[-1].to_numpy())
+    truncated = synthetic.truncate(synthetic.months[100])
+    assert truncated.months[-1] == synthetic.months[100] and truncated.returns.index[-1] == synthetic.months[100]
+    with pytest.raises(ValueError, match="no full 6-month feature window"):
+        synthetic.windows(6, synthetic.months[:3])
+    assert synthetic_dataset(seed=0).features.equals(synthetic.features)     # deterministic given a seed
