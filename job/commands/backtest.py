@@ -108,7 +108,8 @@ def _floats(text: str | None, default: Sequence[float], name: str) -> tuple[floa
               "or levered (carry it, pay the risk-free rate on the borrowing).")
 @click.option("--cost-bps", type=float, help="Transaction cost per unit of turnover, basis points.")
 @click.option("--publication-lag", type=int, metavar="MONTHS",
-              help="Macro publication lag; 0 reproduces the original's look-ahead.  [default: data.publication_lag_months]")
+              help="Macro publication lag; 0 reproduces the original's look-ahead.  "
+              "[default: data.publication_lag_months]")
 @click.option("--n-jobs", type=int, help="joblib workers for the fold fits.  [default: backtest.n_jobs]")
 @click.option("--sweep", "do_sweep", is_flag=True,
               help="Also evaluate a grid of (threshold, factor, shrinkage) on the forecasts; writes a sweep table.")
