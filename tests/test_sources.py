@@ -85,7 +85,6 @@ def test_yahoo_hang_hits_the_deadline(rotation, monkeypatch, tmp_path: Path) -> 
     assert not (tmp_path / "w.duckdb").exists()
 
 
-@pytest.mark.filterwarnings("ignore:The inplace keyword")  # yfinance 1.7 on pandas 3.1
 def test_yahoo_recorded_chart_json(monkeypatch, tmp_path: Path) -> None:
     """The real yfinance download path, served recorded chart JSON, gives tidy adjusted closes."""
     responses = pytest.importorskip("responses")
