@@ -29,7 +29,7 @@ for arg in "$@"; do
     --rebuild-base) rebuild_base=1 ;;
     --layers) layers=true ;;  # keep intermediate layers: faster rebuilds, slower first build on vfs
     --install-only) install_only=1 ;;  # only install buildah and debootstrap (scripts/test_services.sh)
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "build_image.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done

@@ -14,8 +14,9 @@
 #   swift      (scripts/swift.sh) the same run with a wrong secret against Swift's s3api exits 5
 #
 # moto server is started here (.venv/bin/moto_server -H 127.0.0.1 -p PORT); Swift with scripts/swift.sh
-# (stopped again if this script started it). The `run` and `swift` parts are required when the source
-# tree has job/commands/run.py (resp. scripts/swift.sh), else reported as skipped; --require-run forces.
+# (stopped again if this script started it). The `run` and `swift` parts are required when the image
+# holds job.commands.run (and the source tree scripts/swift.sh), else reported as skipped; --require-run
+# makes an image without `rotation run` a failure.
 # Results: one line per check on stdout and $ROTATION_CI_WORK/container/smoke.json. Exit 1 if any failed.
 #
 # Usage: scripts/container_smoke.sh [--require-run] [--no-swift]
@@ -31,14 +32,13 @@ BUCKET=smoke
 PREFIX=ci
 
 require_run=0
-[[ -f "$REPO/job/commands/run.py" ]] && require_run=1
 use_swift=0
 [[ -f "$REPO/scripts/swift.sh" ]] && use_swift=1
 for arg in "$@"; do
   case "$arg" in
     --require-run) require_run=1 ;;
     --no-swift) use_swift=0 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "container_smoke.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -222,6 +222,9 @@ else
 fi
 
 # --- the monthly run ----------------------------------------------------------------------------------------
+# Required when the image holds the module (an import error is then a failure, not a skip).
+in_ctr has_run -- python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("job.commands.run") is None)'
+[[ $rc -eq 0 ]] && require_run=1
 in_ctr run_help -- run --help
 have_run=$((rc == 0))
 if ((!have_run)); then
