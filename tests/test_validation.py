@@ -217,8 +217,9 @@ def test_a_stale_price_run(snapshot_warehouse: Path, settings: Settings, tmp_pat
 
 
 ALFRED_ROW = """
-    INSERT INTO macro_observations VALUES ('INDPRO', DATE '2010-01-01', 999.0, 'alfred:2030-01-01', NULL,
-                                           DATE '2030-01-01', 'snapshot', 'planted', now()::TIMESTAMP)"""
+    INSERT INTO macro_observations VALUES ('INDPRO', DATE '2010-01-01', 999.0, 'alfred:2030-01-01',
+                                           DATE '2030-01-01', DATE '2030-01-01', 'snapshot', 'planted',
+                                           now()::TIMESTAMP)"""
 
 
 @pytest.mark.slow

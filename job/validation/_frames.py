@@ -159,14 +159,15 @@ def _row_months(values: np.ndarray, table: pd.DataFrame) -> list[pd.Period | Non
 
 
 def labels(ctx: FrameContext) -> pd.DataFrame:
-    """One row per (decision month before the as-of month, asset): the label and the month it comes from.
+    """One row per (decision month, asset) whose label month is known by the as-of month and in the dataset.
 
     ``label_index`` is the month whose returns hold exactly the label's values (missing when the label
     is missing or matches no month), found by matching values rather than trusting Dataset.labels().
     """
     dataset = _need(ctx)
     table = dataset.labels()
-    table = table[table.index < ctx.as_of]
+    last = min(ctx.as_of, dataset.months[-1]) if len(dataset.months) else ctx.as_of
+    table = table[table.index < last]
     values = table.to_numpy(dtype=np.float64)
     found = _row_months(values, dataset.returns)
     found = [m if m is not None and not np.isnan(row).any() else None for m, row in zip(found, values, strict=True)]
