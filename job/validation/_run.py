@@ -24,10 +24,10 @@ log = get_logger("validation")
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence GX's warnings and info logging for the run (debug logging still shows them)."""
+    """Silence GX's warnings and info logging for the run (``--verbose`` still shows its log)."""
     gx_logger = logging.getLogger("great_expectations")
     level = gx_logger.level
-    if not gx_logger.isEnabledFor(logging.DEBUG):
+    if not log.isEnabledFor(logging.DEBUG):
         gx_logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
