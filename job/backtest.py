@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.base import clone
 
 from job.dataset import Dataset
 from job.errors import ConfigError
 from job.logs import get_logger
 from job.months import month_str
-from job.progress import progress
+from job.progress import Progress
 from job.strategy import StrategyParams, run_strategy, sweep
 
 log = get_logger("backtest")
@@ -190,15 +191,30 @@ def _forecast_frame(dataset: Dataset, model: str, fold: Fold, predicted: np.ndar
     })
 
 
+def tuning_folds(folds: Sequence[Fold], tune_months: int) -> list[bool]:
+    """Which folds search hyperparameters: the first, then the first fold at least ``tune_months``
+    after the previous search. The folds between refit with the last search's choice."""
+    flags, last = [], None
+    for fold in folds:
+        tune = last is None or tune_months <= 1 or (fold.fit_month - last).n >= tune_months
+        if tune:
+            last = fold.fit_month
+        flags.append(tune)
+    return flags
+
+
 def run_model(dataset: Dataset, model: str, factory: ModelFactory, folds: Sequence[Fold], *, lookback: int,
               n_jobs: int = 1, keep_models: bool = False,
-              members_for: Callable[[pd.Period], Mapping[str, Any]] | None = None) -> _ModelRun:
+              members_for: Callable[[pd.Period], Mapping[str, Any]] | None = None,
+              tune_months: int = 1) -> _ModelRun:
     """Fit ``factory()`` once per fold and forecast the fold's months; progress is reported per fold.
 
     ``members_for(fit_month)`` (ensembles) gives the fitted members passed as ``factory(members=...)``.
+    With ``tune_months > 1`` a model that can (``tuned_clone``) searches its hyperparameters only every
+    ``tune_months`` months and the folds in between refit with that choice: phase one fits the tuning
+    folds, phase two the others. Every fit still sees only its own fold's training rows.
     """
-    tasks = []
-    train_info = []
+    data = []
     for fold in folds:
         X_train, y_train, rows = dataset.training_set(lookback, as_of=fold.fit_month)
         if len(rows) == 0:
@@ -207,21 +223,41 @@ def run_model(dataset: Dataset, model: str, factory: ModelFactory, folds: Sequen
         assert train_end <= fold.decision_months.min(), "training label after a decision month"
         X_pred = dataset.windows(lookback, fold.decision_months)
         members = None if members_for is None else members_for(fold.fit_month)
-        tasks.append(delayed(_fit_predict)(factory, X_train, y_train, X_pred, keep_models, members))
-        train_info.append((len(rows), train_end))
+        data.append((X_train, y_train, X_pred, members, len(rows), train_end))
     sequential = n_jobs == 1 or model in SEQUENTIAL_MODELS or members_for is not None
-    parallel = Parallel(n_jobs=1 if sequential else n_jobs, backend="loky", return_as="generator")
+    parallel = Parallel(n_jobs=1 if sequential else n_jobs, backend="loky")
+    tune = tuning_folds(folds, tune_months) if members_for is None else [True] * len(folds)
+    outputs: list[Any] = [None] * len(folds)
+    bar = Progress(f"backtest {model} folds", len(folds), model=model)
+    phase_one = [i for i, flag in enumerate(tune) if flag]
+    keep_tuned = keep_models or not all(tune)
+    for i, out in zip(phase_one, parallel(delayed(_fit_predict)(factory, *data[i][:3], keep_tuned, data[i][3])
+                                          for i in phase_one), strict=True):
+        outputs[i] = out
+        bar.update()
+    phase_two = [i for i, flag in enumerate(tune) if not flag]
+    if phase_two:
+        last_tuned, protos = None, {}
+        for i, flag in enumerate(tune):
+            if flag:
+                last_tuned = outputs[i][1]
+            elif hasattr(last_tuned, "tuned_clone"):
+                protos[i] = functools.partial(clone, last_tuned.tuned_clone())
+            else:
+                protos[i] = factory
+        for i, out in zip(phase_two, parallel(delayed(_fit_predict)(protos[i], *data[i][:3], keep_models, data[i][3])
+                                              for i in phase_two), strict=True):
+            outputs[i] = out
+            bar.update()
+    bar.close()
     frames, fold_rows, fitted = [], [], []
     labels = dataset.labels()
-    outputs = parallel(tasks)
-    for fold, (n_train, train_end), out in zip(
-            folds, train_info, progress(outputs, desc=f"backtest {model} folds", total=len(tasks), model=model),
-            strict=True):
+    for fold, (_, _, _, _, n_train, train_end), out, tuned in zip(folds, data, outputs, tune, strict=True):
         predicted, estimator, seconds = out
         frames.append(_forecast_frame(dataset, model, fold, predicted, train_end, labels))
         fold_rows.append({"model": model, "fit_month": fold.fit_month, "first_decision": fold.decision_months[0],
                           "last_decision": fold.decision_months[-1], "n_train": n_train, "train_end": train_end,
-                          "seconds": seconds})
+                          "seconds": seconds, "tuned": tuned})
         if keep_models:
             fitted.append((fold.fit_month, estimator))
     return _ModelRun(rows=pd.concat(frames, ignore_index=True), folds=pd.DataFrame(fold_rows), fitted=fitted)
@@ -366,7 +402,8 @@ def walk_forward(dataset: Dataset, model_names: Sequence[str], settings: Any, *,
     runs: dict[str, _ModelRun] = {}
     for name in [m for m in dict.fromkeys([*members, *wanted]) if m != "ensemble"]:
         runs[name] = run_model(dataset, name, factory_for(name), folds_for(name), lookback=lookback,
-                               n_jobs=n_jobs, keep_models=name in members)
+                               n_jobs=n_jobs, keep_models=name in members,
+                               tune_months=int(settings.backtest.tune_months))
     if "ensemble" in wanted:
         fitted = {name: runs[name].fitted for name in members}
 

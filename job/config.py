@@ -192,6 +192,7 @@ class BacktestSettings:
     static_train_share: float
     original_sortino_rf: float
     n_jobs: int
+    tune_months: int
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from job.models.base import Clipper, Forecaster, WindowFlattener
-from job.models.cv import mae_per_asset, time_series_cv, tune
+from job.models.cv import mae_per_asset, time_series_cv
+from job.models.fastcv import ridge_path_cv
 
 
 class RidgeForecaster(Forecaster):
@@ -44,12 +46,20 @@ class RidgeForecaster(Forecaster):
         X, y = self._validate_fit(X, y)
         pipeline = Pipeline([("flatten", WindowFlattener()), ("scale", StandardScaler()),
                              ("clip", Clipper(self.clip)), ("ridge", Ridge())])
-        grid = {"ridge__alpha": [float(a) for a in self.alphas]}
+        alphas = [float(a) for a in self.alphas]
         cv = time_series_cv(len(X), self.cv_splits)
-        self.model_, params, self.validation_predictions_ = tune(pipeline, grid, X, y, cv, n_jobs=self.n_jobs)
-        self.best_params_ = {"alpha": params["ridge__alpha"]}
+        # Every alpha's CV predictions from one eigendecomposition per split (job.models.fastcv);
+        # the same choice and predictions as GridSearchCV over the pipeline below.
+        best, predictions = ridge_path_cv(X, y, alphas, cv, self.clip)
+        self.validation_predictions_ = predictions[best]
+        self.model_ = pipeline.set_params(ridge__alpha=alphas[best]).fit(X, y)
+        self.best_params_ = {"alpha": alphas[best]}
         self.validation_mae_ = mae_per_asset(y, self.validation_predictions_)
         return self
+
+    def tuned_clone(self) -> RidgeForecaster:
+        """An unfitted copy whose grid is this fit's chosen alpha (walk-forward refits between tunings)."""
+        return clone(self).set_params(alphas=(self.best_params_["alpha"],))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Next month's return per asset, shape ``(n, n_assets)``."""
