@@ -20,7 +20,10 @@
 # Results: one line per check on stdout and $ROTATION_CI_WORK/container/smoke.json. Exit 1 if any failed.
 #
 # Usage: scripts/container_smoke.sh [--require-run] [--no-swift]
-# Environment: ROTATION_CI_WORK (default .ci/work), ROTATION_IMAGE (default localhost/sector-rotation:ci).
+# Environment: ROTATION_CI_WORK (default .ci/work), ROTATION_IMAGE (default localhost/sector-rotation:ci),
+# ROTATION_SMOKE_RUN_ARGS: given to the runs as ROTATION_ARGS; default "--models ridge --scheme static
+# --no-audit" (seconds: the smoke checks the container and the store, not the models); "" runs the full
+# default job (all models, walk-forward backtest: tens of minutes on 2 cores).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -142,6 +145,7 @@ BASE_ENV=(
   "AWS_ENDPOINT_URL=$MOTO_URL" "AWS_ACCESS_KEY_ID=smoke-access-key" "AWS_SECRET_ACCESS_KEY=$SECRET_VALUE"
   "AWS_REGION=us-east-1" "ROTATION_STORE=s3://$BUCKET/$PREFIX" "ROTATION_SOURCE=sample"
 )
+RUN_ENV=(ROTATION_WAIT_FOR_STORE_S=10 "ROTATION_ARGS=${ROTATION_SMOKE_RUN_ARGS---models ridge --scheme static --no-audit}")
 
 # in_ctr NAME [VAR=VALUE ...] -- ARGS...: run /entrypoint.sh ARGS in a fresh container /tmp.
 # stdout -> $LOGS/NAME.out, stderr -> $LOGS/NAME.err; sets $rc and $secs.
@@ -234,7 +238,7 @@ if ((!have_run)); then
     record "$check" "$status" "the image has no \`rotation run\` yet"
   done
 else
-  in_ctr run1 ROTATION_WAIT_FOR_STORE_S=10 --
+  in_ctr run1 "${RUN_ENV[@]}" --
   if [[ $rc -eq 0 ]]; then record run.first ok "${secs} s"
   else record run.first fail "rc=$rc $(last_err run1)" "$secs"; fi
 
@@ -248,16 +252,16 @@ sys.exit(0 if ok else 1)' "$summary1"; then
     record run.published ok "manifests: $summary1"
   else record run.published fail "bucket: $summary1"; fi
 
-  in_ctr query1 -- query "select count(*) from weights"
+  in_ctr query1 -- query --format csv "select count(*) as n from weights"
   rows1=$(grep -Eo '[0-9]+' "$LOGS/query1.out" | tail -n 1 || true)
   if [[ $rc -eq 0 && -n "$rows1" && "$rows1" -gt 0 ]]; then record run.query ok "$rows1 weight rows"
   else record run.query fail "rc=$rc out=$(head -c 200 "$LOGS/query1.out") $(last_err query1)"; fi
 
-  in_ctr run2 ROTATION_WAIT_FOR_STORE_S=10 --
+  in_ctr run2 "${RUN_ENV[@]}" --
   rc_run2=$rc
   summary2=$(s3 "$MOTO_URL" k s summary "$BUCKET" "$PREFIX")
   echo "$summary2" >"$LOGS/summary2.json"
-  in_ctr query2 -- query "select count(*) from weights"
+  in_ctr query2 -- query --format csv "select count(*) as n from weights"
   rows2=$(grep -Eo '[0-9]+' "$LOGS/query2.out" | tail -n 1 || true)
   if [[ $rc_run2 -eq 0 && "$rows2" == "$rows1" ]] && "$PY" -c '
 import json, sys
@@ -283,7 +287,7 @@ else
   else
     s3 "$swift_url" test:tester testing mb "$BUCKET"
     in_ctr swift_wrong "AWS_ENDPOINT_URL=$swift_url" AWS_ACCESS_KEY_ID=test:tester \
-      AWS_SECRET_ACCESS_KEY=not-the-secret -- run
+      AWS_SECRET_ACCESS_KEY=not-the-secret "${RUN_ENV[@]}" --
     if [[ $rc -eq 5 ]] && ! grep -q not-the-secret "$LOGS/swift_wrong.out" "$LOGS/swift_wrong.err"; then
       record swift.wrong_secret_exits_5 ok "$(last_err swift_wrong)"
     else record swift.wrong_secret_exits_5 fail "rc=$rc $(last_err swift_wrong)"; fi
