@@ -62,6 +62,9 @@ def _keras() -> Any:
 
     # TensorFlow's C++ log (oneDNN notices, tf.data attribute warnings) is noise for a user.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN's custom kernels reorder float sums between runs and announce it on stderr; the plain
+    # kernels keep the LSTM's forecasts reproducible and the log clean.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import keras
 
     return keras
