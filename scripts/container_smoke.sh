@@ -167,7 +167,8 @@ in_ctr() {
   secs=$(($(date +%s) - t0))
 }
 
-last_err() { tail -n 3 "$LOGS/$1.err" | tr '\n' ' ' | cut -c1-300; }
+# The job's last lines on stderr, without buildah's own ("subprocess exited ...", "Error: exit status N").
+last_err() { grep -Ev '^(subprocess exited|Error: exit status)' "$LOGS/$1.err" | tail -n 2 | tr '\n' ' ' | cut -c1-300; }
 
 # --- image ------------------------------------------------------------------------------------------------
 in_ctr user -- id -u
