@@ -22,6 +22,7 @@ import pandas as pd
 
 from job.app import App
 from job.dataset import Dataset
+from job.errors import DataError
 from job.logs import get_logger
 from job.months import month_str
 
@@ -156,13 +157,18 @@ def run_month(app: App, options: RunOptions) -> RunResult:
                 ingest_summary = run_ingest(app, options.sources)
         else:
             ingest_summary = {}
+        build_error: DataError | None = None
         with warehouse.connect(app.warehouse, read_only=True) as con:
             with stage("dataset"):
-                dataset, as_of = warehouse.build_dataset(con, settings, as_of=options.as_of)
+                try:
+                    dataset, as_of = warehouse.build_dataset(con, settings, as_of=options.as_of)
+                except DataError as exc:  # e.g. a month without prices: the checks still say which and why
+                    dataset, build_error = None, exc
+                    as_of = options.as_of or warehouse.default_as_of(con, settings)
             with stage("validate"):
                 report = validate(con, settings, dataset, as_of)
             lag0 = None
-            if options.audit and report.passed:
+            if options.audit and report.passed and build_error is None:
                 with stage("dataset_lag0"):
                     lag0, _ = warehouse.build_dataset(con, settings, as_of=as_of, publication_lag=0)
         as_of_text = month_str(as_of)
@@ -170,6 +176,8 @@ def run_month(app: App, options: RunOptions) -> RunResult:
             key = write_failed_validation(store, as_of_text, run_id, report.to_dict())
             log.error("validation failed; only %s was written", key)
             report.raise_if_failed()
+        if build_error is not None or dataset is None:
+            raise build_error or DataError(f"no dataset could be built for {as_of_text}")
 
         with stage("train_forecast"):
             forecasts, trained = forecast_stage(dataset, settings, as_of, store, models)
@@ -194,6 +202,7 @@ def run_month(app: App, options: RunOptions) -> RunResult:
             publisher.write_table("backtest_forecasts", as_table(result.forecasts))
             publisher.write_table("backtest_weights", as_table(result.weights))
             publisher.write_json("metrics", "metrics.json", {"as_of": as_of_text, "run_id": run_id, **doc,
+                                                             "benchmark_asset": dataset.benchmark,
                                                              "lookahead_audit": audit_doc})
             publisher.write_json("validation", "validation.json", report.to_dict())
 
@@ -228,18 +237,24 @@ def run_month(app: App, options: RunOptions) -> RunResult:
             if audit_doc is None:
                 data.lookahead_not_run_reason = ("the look-ahead audit runs ridge with publication lag 0; "
                                                  "ridge was not in --models, or --no-audit was given")
-            for key, blob in report_artifacts(data).items():
+            rendered = report_artifacts(data)
+            for key, blob in rendered.items():
                 publisher.write_bytes(key, blob, "text/html" if key.endswith(".html") else "application/json")
+        # The manifest records every stage that ran before it, publish included; writing it is the
+        # "commit" stage, which is logged and printed but cannot be timed inside itself.
+        with stage("commit"):
             manifest = publisher.commit(stage.timings, extra={
                 "synthetic": dataset.synthetic, "source": dataset.info.get("source"),
                 "models": models, "scheme": result.scheme, "strategy": params.as_dict(),
                 "data_fingerprint": dataset.info.get("data_fingerprint"),
                 "model_prefixes": {n: r.prefix for n, r in trained.items()}, "ingest": ingest_summary})
-        html_key = next(k for k in report_artifacts(data) if k.endswith(".html"))
+        html_key = next(k for k in rendered if k.endswith(".html"))
         if options.output is not None:
             from job.report.artifacts import write_output
 
-            write_output(options.output, store.get_bytes(html_key))
+            target = options.output / f"report-{as_of_text}.html" if options.output.is_dir() else options.output
+            write_output(target, rendered[html_key])
+            log.info("report written to %s", target)
     summary = render_text(data, where=f"{store.uri}/{html_key}")
     return RunResult(as_of=as_of_text, run_id=run_id, manifest=manifest, summary_text=summary,
                      store_uri=store.uri, timings=dict(stage.timings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ def rotation(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            sys.stdout.flush()  # text written with sys.stdout.write() is buffered until the process exits
+            sys.stderr.flush()
             return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
 
     return run
