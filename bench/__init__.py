@@ -1,0 +1,1 @@
+"""Benchmarks of the monthly job against naive baselines (see BENCHMARKS.md)."""

@@ -1,0 +1,122 @@
+"""Benchmarks 1 and 2: ``rotation run`` end to end on the real snapshot, per stage, wall time and peak memory.
+
+    python -m bench.bench_run [--quick] [--repeats 1]          # 1: ridge, tree, small LSTM, ensemble
+    python -m bench.bench_run --seed [--timeout 3600]          # 2: the same with --lstm-preset seed
+
+Each repeat is a fresh ``rotation run --source snapshot`` in a child process with an empty warehouse and
+store (so it ingests, validates, trains every model, backtests walk-forward and publishes): the wall
+time of the command, its stage timings from the published manifest, the peak RSS of its largest process
+(``ru_maxrss``, as ``/usr/bin/time -v``) and the peak of the sum over the process and its joblib workers
+(polled from /proc; what the CronJob's memory limit must hold).
+
+Naive comparison (in this process, ``--skip-naive`` to leave out): ridge, tree and the small LSTM are
+fitted once on the final training rows, then forecast every walk-forward decision month's window in one
+``predict`` call vs one call per row (the notebook's loop).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import naive
+from bench.common import Report, load, parser, ratio, run_command, timeit
+
+TARGET_S = 60.0
+TARGET_RSS_MB = 3000.0
+
+
+def one_run(args: Any, root: Path, preset: str, models: str, timeout: float | None) -> dict[str, Any]:
+    """One ``rotation run`` in a child process under ``root``; figures, or the failure."""
+    cmd = [sys.executable, "-m", "job", "--warehouse", str(root / "warehouse.duckdb"), "--store", str(root / "store"),
+           "run", "--models", models, "--lstm-preset", preset]
+    cmd += ["--source", "sample"] if args.quick else ["--source", "snapshot", "--snapshot-dir", args.snapshot_dir]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    res = run_command(cmd, env=env, timeout=timeout)
+    out: dict[str, Any] = {"command": " ".join(cmd[1:]), "returncode": res.returncode, "wall_s": round(res.seconds, 2),
+                           "max_rss_mb": round(res.max_rss_mb, 1), "tree_peak_rss_mb": round(res.tree_peak_rss_mb, 1),
+                           "load": res.load}
+    manifests = sorted((root / "store" / "runs").glob("*/manifest.json"))
+    if res.returncode != 0 or not manifests:
+        out["error"] = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return out
+    out["stages_s"] = json.loads(Path(manifests[0]).read_text())["timings"]
+    return out
+
+
+def predict_comparison(args: Any) -> dict[str, Any]:
+    """Batched vs per-row forecasts of the backtest's decision months for ridge, tree and the small LSTM."""
+    from bench.common import ingested_dataset
+    from job.backtest import decision_months
+    from job.models.factory import build_model
+
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        settings, dataset = ingested_dataset(args, Path(tmp), models={"lstm_preset": "small"})
+    lookback = int(settings.models.lookback_months)
+    months = decision_months(dataset, lookback, int(settings.backtest.min_train_months))
+    X, y, _ = dataset.training_set(lookback, as_of=months[-1])
+    windows = dataset.windows(lookback, months)
+    out: dict[str, Any] = {"rows": len(months)}
+    for name in ("ridge", "tree", "lstm"):
+        model = build_model(name, settings, return_feature_index=dataset.return_feature_index())
+        if name == "lstm" and args.quick:
+            model.set_params(epochs=2)
+        model.fit(X, y)
+        batched = timeit(f"{name} predict, one call", lambda m=model: m.predict(windows), repeats=5, warmup=1)
+        per_row = timeit(f"{name} predict, one call per row", lambda m=model: naive.predict_per_row(m, windows),
+                         repeats=1 if name == "lstm" else 3)
+        np.testing.assert_allclose(per_row.result, batched.result, rtol=1e-5, atol=1e-7)
+        out[name] = {"batched_s": round(batched.median, 5), "per_row_s": round(per_row.median, 4),
+                     "speedup": round(ratio(per_row.median, batched.median), 1), "load": per_row.load}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", action="store_true", help="Benchmark 2: the seed LSTM preset (slow).")
+    p.add_argument("--models", default="ridge,tree,lstm,ensemble")
+    p.add_argument("--timeout", type=float, default=None, help="Give up on a run after this many seconds.")
+    p.add_argument("--skip-naive", action="store_true", help="Leave out the per-row predict comparison.")
+    args = p.parse_args(argv)
+    preset = "seed" if args.seed else "small"
+    report = Report(f"bench_run ({2 if args.seed else 1}: {preset} LSTM)", args)
+    runs = []
+    for i in range(1 if args.quick else args.repeats):
+        with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+            try:
+                figures = one_run(args, Path(tmp), "small" if args.quick else preset, args.models, args.timeout)
+            except Exception as exc:  # a timeout is a figure too
+                figures = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "load": load()}
+        runs.append(figures)
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in figures.get("stages_s", {}).items())
+        report.add(f"run_{i}", figures, f"run {i}: wall {figures.get('wall_s')} s, stages [{stages}] s, "
+                   f"max RSS {figures.get('max_rss_mb')} MB (process tree {figures.get('tree_peak_rss_mb')} MB), "
+                   f"load {figures['load']}" + (f", FAILED: {figures['error']}" if "error" in figures else ""))
+    ok = [r for r in runs if "error" not in r]
+    if ok:
+        wall = float(np.median([r["wall_s"] for r in ok]))
+        rss = max(r["tree_peak_rss_mb"] for r in ok)
+        summary = {"wall_s": wall, "peak_rss_mb": rss, "target_s": TARGET_S, "wall_target_reached": wall < TARGET_S,
+                   "target_rss_mb": TARGET_RSS_MB, "rss_target_reached": rss < TARGET_RSS_MB}
+        report.add("summary", summary, f"median wall {wall:.1f} s (target < {TARGET_S:.0f} s "
+                   f"{'reached' if wall < TARGET_S else 'NOT reached'}); peak RSS {rss:.0f} MB (target < 3 GB "
+                   f"{'reached' if rss < TARGET_RSS_MB else 'NOT reached'})")
+    if not args.skip_naive and not args.seed:
+        cmp_ = predict_comparison(args)
+        parts = [f"{k} {v['batched_s'] * 1e3:.1f} ms vs {v['per_row_s']:.2f} s ({v['speedup']:.0f}x)"
+                 for k, v in cmp_.items() if isinstance(v, dict)]
+        report.add("predict_per_row", cmp_, f"predict, one call vs one call per row over {cmp_['rows']} months: "
+                   + ", ".join(parts) + f" (load {load()})")
+    return report.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Benchmark 3: walk-forward backtest of ridge and tree with monthly refits, vs GridSearchCV(KFold) per month.
+
+    python -m bench.bench_walk_forward [--quick] [--repeats 1] [--naive-months 3]
+
+The job: :func:`job.backtest.walk_forward` (``scheme="walk-forward"``, refit every month, hyperparameters
+re-searched every ``backtest.tune_months`` months with the exact fast CV of ``job.models.fastcv``, the
+months between refit with the last choice; ``backtest.n_jobs`` loky workers) over the full out-of-sample
+span of the real snapshot. Timed for ridge alone, tree alone and both together.
+
+The naive baseline (:func:`bench.naive.walk_forward_gridsearch`): every month a full ``GridSearchCV``
+with plain ``KFold(5)`` over the whole grid for each model, refitted on all rows, then one ``predict``
+per row. It takes hours over the whole span, so it runs on ``--naive-months`` months spread evenly over
+the span (first, middle, last, ...) and its total is EXTRAPOLATED: mean seconds per month x months.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench import naive
+from bench.common import Report, ingested_dataset, load, parser, ratio, timeit
+
+TARGET_S = 10.0  # ridge + tree over ~180 months (issue 9)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--naive-months", type=int, default=3, help="Months the naive GridSearchCV baseline runs.")
+    p.add_argument("--n-jobs", type=int, default=None, help="Workers (default backtest.n_jobs).")
+    args = p.parse_args(argv)
+    from job.backtest import decision_months, walk_forward
+
+    report = Report("bench_walk_forward (3)", args)
+    # --quick: a small tree grid so that the naive search finishes in seconds
+    small = {"models": {"tree_max_leaf_nodes": [10, 20], "tree_min_samples_split": [2], "tree_min_samples_leaf": [1],
+                        "ridge_alphas": [5.0, 1000.0]}} if args.quick else {}
+    with tempfile.TemporaryDirectory(prefix="bench-wf-") as tmp:
+        settings, dataset = ingested_dataset(args, Path(tmp), **small)
+    lookback = int(settings.models.lookback_months)
+    months = decision_months(dataset, lookback, int(settings.backtest.min_train_months))
+    if args.quick:
+        months = months[-6:]
+        args.naive_months = 1
+    start = months[0]
+    n_jobs = args.n_jobs if args.n_jobs is not None else int(settings.backtest.n_jobs)
+    report.add("span", {"first_decision": str(months[0]), "last_decision": str(months[-1]), "months": len(months),
+                        "n_jobs": n_jobs, "tune_months": int(settings.backtest.tune_months)})
+
+    timings = {}
+    for models in (["ridge"], ["tree"], ["ridge", "tree"]):
+        key = "+".join(models)
+        timings[key] = timeit(f"walk_forward {key}, {len(months)} monthly refits",
+                              lambda models=models: walk_forward(dataset, models, settings, start=start,
+                                                                 n_jobs=n_jobs),
+                              repeats=args.repeats)
+        result = timings[key].result
+        fold_cpu = result.folds.groupby("model")["seconds"].sum().round(2).to_dict()
+        report.add(f"walk_forward_{key}", {**timings[key].as_dict(), "fold_fit_seconds": fold_cpu},
+                   f"walk_forward {key}: median {timings[key].median:.2f} s over {args.repeats} "
+                   f"(fits inside the workers: {fold_cpu} s; load {timings[key].load})")
+
+    picks = np.unique(np.linspace(0, len(months) - 1, max(1, args.naive_months)).round().astype(int))
+    sample = months[picks]
+    slow = timeit(f"naive GridSearchCV(KFold) ridge + tree on {len(sample)} months",
+                  lambda: naive.walk_forward_gridsearch(dataset, settings, sample), repeats=1)
+    per_month = slow.median / len(sample)
+    extrapolated = per_month * len(months)
+    both = timings["ridge+tree"].median
+    report.add("naive", {**slow.as_dict(), "months": [str(m) for m in sample], "seconds_per_month": per_month,
+                         "extrapolated_total_s": extrapolated},
+               f"naive GridSearchCV(KFold) per month: {per_month:.2f} s/month on {len(sample)} months "
+               f"({', '.join(map(str, sample))}); EXTRAPOLATED to {len(months)} months: {extrapolated:.0f} s "
+               f"(load {slow.load})")
+    report.add("summary", {"job_s": round(both, 2), "naive_extrapolated_s": round(extrapolated, 1),
+                           "speedup": round(ratio(extrapolated, both), 1), "target_s": TARGET_S,
+                           "target_reached": bool(both < TARGET_S), "load": load()},
+               f"ridge + tree walk-forward {both:.1f} s vs naive ~{extrapolated:.0f} s (extrapolated): "
+               f"{ratio(extrapolated, both):.0f}x; target < {TARGET_S:.0f} s "
+               f"{'reached' if both < TARGET_S else 'NOT reached'}")
+    return report.finish()
+
+
+if __name__ == "__main__":
+    main()
