@@ -470,21 +470,33 @@ def copy_committed(committed: tuple[Path, Path], tmp_path: Path) -> tuple[Path, 
     return tmp_path / "warehouse.duckdb", tmp_path / "artifacts"
 
 
+CORRUPTIONS = {
+    # VITAX's closes from its June 2015 month-end on, times four: one +300 % month.
+    "return-of-300-percent": ("UPDATE prices_daily SET close = close * 4 WHERE asset = 'VITAX' "
+                              "AND date >= '2015-06-30'", "prices.returns_within_bounds"),
+    # No VITAX prices in June 2015: the dataset cannot even be built; the checks still say why.
+    "missing-month": ("DELETE FROM prices_daily WHERE asset = 'VITAX' AND date BETWEEN '2015-06-01' "
+                      "AND '2015-06-30'", "prices.returns_complete"),
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 def test_exit_3_when_validation_fails_writes_only_the_validation_result(
-        committed: tuple[Path, Path], tmp_path: Path) -> None:
-    """A +300 % month in the warehouse (--skip-ingest): exit 3, only validation/... is added, the
-    month's published manifest and results stay as they were."""
+        corruption: str, committed: tuple[Path, Path], tmp_path: Path) -> None:
+    """A corrupted warehouse (--skip-ingest): exit 3 naming the failed check, only validation/... is
+    added to the store, the month's published manifest and results stay as they were."""
     import duckdb
 
+    sql, check = CORRUPTIONS[corruption]
     warehouse, store_dir = copy_committed(committed, tmp_path)
     with duckdb.connect(str(warehouse)) as con:
-        con.execute("UPDATE prices_daily SET close = close * 4 WHERE asset = 'VITAX' AND date >= '2015-06-30'")
+        con.execute(sql)
     store = open_store(str(store_dir))
     before = store_files(store)
     proc = rotation_subprocess(tmp_path, "--warehouse", str(warehouse), "--store", str(store_dir), "run",
                                "--skip-ingest", *FAST)
-    line = assert_one_error_line(proc, code=3, says="prices.returns_within_bounds")
+    line = assert_one_error_line(proc, code=3, says=check)
     assert "VITAX" in line
     after = store_files(store)
     added = sorted(set(after) - set(before))
@@ -515,11 +527,15 @@ def test_exit_3_when_a_configured_check_fails(committed: tuple[Path, Path], tmp_
 def test_exit_4_when_the_data_source_is_down(tmp_path: Path) -> None:
     """--source yahoo with every connection refused (a proxy on a closed port): exit 4, nothing published."""
     proxy = f"http://127.0.0.1:{free_port()}"
-    proc = rotation_subprocess(tmp_path, "--store", str(tmp_path / "artifacts"), "run", "--source", "yahoo",
+    proc = rotation_subprocess(tmp_path, "--log-format", "json", "--store", str(tmp_path / "artifacts"), "run",
+                               "--source", "yahoo",
                                *FAST, timeout=120, HTTPS_PROXY=proxy, HTTP_PROXY=proxy, https_proxy=proxy,
                                http_proxy=proxy, NO_PROXY="", no_proxy="", ROTATION_DATA__DOWNLOAD_TIMEOUT_S="5")
     assert_one_error_line(proc, code=4, says="Yahoo Finance")
-    assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+    assert all(line.startswith(("error: ", "{")) for line in stderr_lines(proc)), proc.stderr  # JSON logs only
+    store = tmp_path / "artifacts"
+    assert not [p for p in store.rglob("*") if p.is_file() and p.relative_to(store).parts[0] != "locks"]
+    assert not (store / "locks" / "run.lock").exists()
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ with data; anything missing is an UpstreamUnavailable (exit 4) naming the ticker
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,14 @@ def _download(tickers: list[str], start: str, session: Any = None) -> pd.DataFra
                               "threads": False, "group_by": "column"}
     if session is not None:
         kwargs["session"] = session
-    return yf.download(tickers, **kwargs)
+    if log.isEnabledFor(logging.DEBUG):  # --verbose: keep yfinance's own messages
+        return yf.download(tickers, **kwargs)
+    # yfinance prints one raw line per failed ticker and pandas deprecation warnings on stderr; they would
+    # break --log-format json, and the missing tickers become one UpstreamUnavailable line anyway.
+    logging.getLogger("yfinance").setLevel(logging.CRITICAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return yf.download(tickers, **kwargs)
 
 
 def tidy_download(raw: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
