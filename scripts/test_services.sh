@@ -4,8 +4,13 @@
 # needs root and Debian's package registry. Each script skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+missing=()
+command -v tini >/dev/null || missing+=(tini)            # the container's PID 1, tested on the host too
+command -v shellcheck >/dev/null || missing+=(shellcheck) # lint of entrypoint.sh and scripts
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 bash scripts/install_chromium.sh
 bash scripts/swift.sh install
-if [[ -x scripts/build_image.sh ]] || [[ -f scripts/build_image.sh ]]; then
-  bash scripts/build_image.sh --install-only
-fi
+bash scripts/build_image.sh --install-only
