@@ -195,9 +195,10 @@ EOF
 }
 
 case "${1:-start}" in
+    install) install_swift ;;
     start) start ;;
     stop) stop ;;
     env) print_env ;;
     status) if healthy; then echo "$ENDPOINT"; else exit 1; fi ;;
-    *) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|env|status" >&2; exit 2 ;;
 esac
