@@ -98,16 +98,23 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, sou
     con.register("staged", staged)
     try:
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        changed = con.execute(
-            f"SELECT count(*) FROM staged s LEFT JOIN {table} t ON {on} "
-            f"WHERE t.{keys[0]} IS NULL OR t.{value_col} IS DISTINCT FROM s.{value_col}").fetchone()[0]
+        # Only rows that are new or differ in some column go through the upsert: a row equal in every
+        # column would be rewritten to itself, and a monthly ingest re-sends the whole history
+        # (bench/bench_ingest.py; figures in BENCHMARKS.md).
+        differs = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in cols)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE staged_delta AS SELECT s.*, (t.{keys[0]} IS NULL OR t.{value_col} "
+            f"IS DISTINCT FROM s.{value_col}) AS value_changed FROM staged s LEFT JOIN {table} t ON {on} "
+            f"WHERE t.{keys[0]} IS NULL OR {differs}")
+        changed = con.execute("SELECT count(*) FROM staged_delta WHERE value_changed").fetchone()[0]
         all_cols = [*keys, *cols, "ingested_at"]
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols)
         con.execute(
-            f"INSERT INTO {table} ({', '.join(all_cols)}) SELECT {', '.join(all_cols)} FROM staged "
+            f"INSERT INTO {table} ({', '.join(all_cols)}) SELECT {', '.join(all_cols)} FROM staged_delta "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}, ingested_at = CASE WHEN "
             f"{table}.{value_col} IS DISTINCT FROM excluded.{value_col} THEN excluded.ingested_at "
             f"ELSE {table}.ingested_at END")
+        con.execute("DROP TABLE staged_delta")  # on failure the ingest's ROLLBACK removes it
     finally:
         con.unregister("staged")
     return int(changed)
