@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -83,11 +85,37 @@ def cli(ctx: click.Context, config_file: str | None, warehouse: str | None, stor
                   log_format=log_format)
 
 
+class Terminated(BaseException):
+    """SIGTERM (Kubernetes stopping the pod) turned into an exception, so that ``with`` blocks unwind
+    and the run lock is released instead of blocking the next attempt until it expires."""
+
+
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _terminated
+    _terminated = True  # remembered: a library may turn the exception into its own (DuckDB: "Query interrupted")
+    raise Terminated
+
+
+def _exit_terminated() -> None:
+    click.echo("error: terminated by SIGTERM (the run lock, if this run held it, was released; a month is "
+               "published only once its manifest is written)", err=True)
+    sys.exit(128 + signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and map failures to the documented exit codes."""
     verbose = any(a in ("-v", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
+    on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.getsignal(signal.SIGTERM)
+    if on_main_thread:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="rotation", standalone_mode=False)
+    except Terminated:
+        _exit_terminated()
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(ExitCode.UNEXPECTED)
@@ -103,9 +131,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("error: interrupted; nothing was published for this run", err=True)
         sys.exit(130)
     except Exception as exc:  # the last line of defence: one line, no traceback unless -v
+        if _terminated:
+            _exit_terminated()
         if verbose:
             get_logger().exception("unexpected error")
         click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback; "
                           "the last published results are unchanged)"), err=True)
         sys.exit(ExitCode.UNEXPECTED)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     sys.exit(ExitCode.OK)

@@ -578,3 +578,30 @@ def test_exit_2_on_bad_configuration(args: tuple[str, ...], says: str, tmp_path:
     proc = rotation_subprocess(tmp_path, "--store", str(tmp_path / "artifacts"), *argv, timeout=120)
     assert_one_error_line(proc, code=2, says=says)
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_releases_the_lock_and_publishes_nothing(committed: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    """Kubernetes stopping the pod (SIGTERM) mid-run: exit 143 with one line, the lock is released at
+    once (the next attempt is not locked out for lock_ttl_s), the month's manifest is unchanged."""
+    import signal
+    import time
+
+    warehouse, store_dir = copy_committed(committed, tmp_path)
+    store = open_store(str(store_dir))
+    before = read_manifest(store, SAMPLE_AS_OF)
+    proc = subprocess.Popen([str(ROTATION_BIN), "--warehouse", str(warehouse), "--store", str(store_dir), "run",
+                             "--skip-ingest", *FAST], cwd=tmp_path, env=subprocess_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = store_dir / "locks" / "run.lock"
+    deadline = time.monotonic() + 120
+    while not lock.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), "the run never took the lock"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert_one_error_line(done, code=128 + signal.SIGTERM, says="terminated by SIGTERM")
+    assert not lock.exists()
+    assert read_manifest(store, SAMPLE_AS_OF) == before
