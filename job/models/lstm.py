@@ -45,11 +45,16 @@ class LSTMPreset:
     dense_l1: float
     dense_l2: float
     output_l2: float
+    # XLA-compiled training step. With recurrent dropout the LSTM cannot use the fused kernel and runs a
+    # per-step loop; XLA fuses it: the seed network's epoch goes from ~5.2 s to ~2.3 s on 2 cores
+    # (bench/bench_lstm.py, BENCHMARKS.md) for ~10 s of compilation once per fit. The small preset's
+    # fits last a few seconds in all, so there the compilation would cost more than it saves.
+    jit_compile: bool = False
 
 
 PRESETS: dict[str, LSTMPreset] = {
     "seed": LSTMPreset(units=1350, recurrent_dropout=0.8, dense=(1280, 512, 160), dense_l1=0.1, dense_l2=0.01,
-                       output_l2=0.1),
+                       output_l2=0.1, jit_compile=True),
     "small": LSTMPreset(units=64, recurrent_dropout=0.0, dense=(64, 32, 16), dense_l1=1e-4, dense_l2=1e-4,
                         output_l2=1e-4),
 }
@@ -94,7 +99,8 @@ def build_network(n_steps: int, n_features: int, n_assets: int, preset: str = "s
     outputs = layers.Dense(n_assets, kernel_regularizer=regularizers.L2(spec.output_l2), name="returns")(x)
     model = keras.Model(inputs, outputs, name=f"lstm_{preset}")
     if compile:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",
+                      jit_compile=spec.jit_compile)
     return model
 
 
