@@ -28,10 +28,10 @@ from job.months import parse_month
               help="normalised (the original) or levered.  [default: normalised]")
 @click.option("--cost-bps", type=float, default=None, help="Cost per unit of turnover.  [default: 10]")
 @click.option("--audit/--no-audit", default=True, show_default=True,
-              help="Also backtest ridge and tree with publication lag 0 (the original's look-ahead).")
+              help="Also backtest ridge with publication lag 0 (the original's look-ahead), for the report.")
 @click.option("--skip-ingest", is_flag=True, help="Use the warehouse as it is (no ingest).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
-              help="Also write the HTML report here (file or folder).")
+              help="Also write the HTML report here (a file, or a folder: FOLDER/report-YYYY-MM.html).")
 @pass_app
 def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | None, as_of: str | None,
         models_text: str | None, lstm_preset: str | None, scheme: str | None, threshold: float | None,
