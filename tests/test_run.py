@@ -605,3 +605,21 @@ def test_sigterm_mid_run_releases_the_lock_and_publishes_nothing(committed: tupl
     assert_one_error_line(done, code=128 + signal.SIGTERM, says="terminated by SIGTERM")
     assert not lock.exists()
     assert read_manifest(store, SAMPLE_AS_OF) == before
+
+
+@pytest.mark.slow
+@pytest.mark.swift
+def test_a_run_into_openstack_swift(swift_bucket: Any, tmp_path: Path, rotation: Callable[..., CliResult]) -> None:
+    """A production S3 implementation that checks signatures and has no conditional writes (so the
+    best-effort lock): the run publishes, every artifact verifies, and the query reads the weights."""
+    group = ("--warehouse", str(tmp_path / "warehouse.duckdb"), "--store", swift_bucket.uri)
+    result = rotation(*group, "run", "--source", "sample", "--scheme", "static", *FAST)
+    assert result.exit_code == 0, result.stderr[-3000:]
+    store = open_store(swift_bucket.uri)
+    manifest = read_manifest(store, SAMPLE_AS_OF)
+    assert manifest is not None and verify_manifest(store, manifest) == []
+    assert not store.exists("locks/run.lock")
+    rows = rotation(*group, "query", "SELECT count(*) AS n, sum(weight) AS total FROM weights", "--format", "json")
+    assert rows.exit_code == 0, rows.stderr
+    (row,) = json.loads(rows.stdout)
+    assert row["n"] == N_ASSETS and row["total"] == pytest.approx(1.0)
