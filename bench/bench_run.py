@@ -43,6 +43,9 @@ def one_run(args: Any, root: Path, preset: str, models: str, timeout: float | No
     out: dict[str, Any] = {"command": " ".join(cmd[1:]), "returncode": res.returncode, "wall_s": round(res.seconds, 2),
                            "max_rss_mb": round(res.max_rss_mb, 1), "tree_peak_rss_mb": round(res.tree_peak_rss_mb, 1),
                            "load": res.load}
+    if res.timed_out:
+        # what it reached: the stages logged as done (stderr), the memory so far
+        out["stages_done"] = [line.split("stage ", 1)[1] for line in res.stderr.splitlines() if " done in " in line]
     manifests = sorted((root / "store" / "runs").glob("*/manifest.json"))
     if res.returncode != 0 or not manifests:
         out["error"] = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     for i in range(1 if args.quick else args.repeats):
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             try:
-                figures = one_run(args, Path(tmp), "small" if args.quick else preset, args.models, args.timeout)
+                models = "ridge" if args.quick else args.models  # --quick: a smoke test, not a measurement
+                figures = one_run(args, Path(tmp), "small" if args.quick else preset, models, args.timeout)
             except Exception as exc:  # a timeout is a figure too
                 figures = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "load": load()}
         runs.append(figures)

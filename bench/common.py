@@ -106,6 +106,7 @@ class CommandResult:
     stdout: str
     stderr: str
     load: tuple[float, float, float]
+    timed_out: bool = False
 
 
 def run_command(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -115,7 +116,8 @@ def run_command(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
     ``max_rss_mb``: the largest single process of the command (``RUSAGE_CHILDREN``'s ``ru_maxrss``, what
     ``/usr/bin/time -v`` reports). ``tree_peak_rss_mb``: the largest sum of the RSS of the command and its
     descendants (joblib workers) seen by polling /proc every ``sample_s`` seconds: what a container's
-    memory limit has to hold. Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+    memory limit has to hold. After ``timeout`` seconds the command is killed and ``timed_out`` set; the
+    figures up to then are kept.
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
@@ -131,12 +133,14 @@ def run_command(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
+    timed_out = False
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        timed_out = True
         proc.kill()
-        proc.communicate()
-        raise
+        out, err = proc.communicate()
+        err = (err or "") + f"\ntimed out after {timeout} s (killed)"
     finally:
         done.set()
         poller.join()
@@ -145,7 +149,7 @@ def run_command(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
     # ru_maxrss of children is a running maximum over every child waited for: exact when this one is larger.
     return CommandResult(returncode=proc.returncode, seconds=seconds, max_rss_mb=max(after, 0) / 1024
                          if after > before else float("nan"), tree_peak_rss_mb=peak[0] / 1024, stdout=out,
-                         stderr=err, load=load())
+                         stderr=err, load=load(), timed_out=timed_out)
 
 
 def machine() -> dict[str, Any]:

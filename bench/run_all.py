@@ -3,8 +3,9 @@
     python -m bench.run_all [--quick] [--out bench/results] [--only sweep,ingest] [--seed]
 
 Each benchmark runs in its own child process (so one's imports and memory do not bias the next) and
-writes ``<out>/<name>.json``; the printed lines are the figures BENCHMARKS.md records. ``--seed`` adds
-benchmark 2 (``rotation run --lstm-preset seed``, capped at ``--seed-timeout`` seconds).
+writes ``<out>/<name>.json`` (default bench/out, git-ignored); the printed lines are the figures
+BENCHMARKS.md records. ``--seed`` adds benchmark 2 (``rotation run --lstm-preset seed``, capped at
+``--seed-timeout`` seconds).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="Every benchmark with --quick (sample data, tiny sizes).")
-    p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"), help="Folder for the JSON figures.")
+    p.add_argument("--out", default=str(REPO_ROOT / "bench" / "out"), help="Folder for the JSON figures.")
     p.add_argument("--only", default="", help="Comma-separated subset of: " + ", ".join(BENCHMARKS))
     p.add_argument("--seed", action="store_true", help="Also benchmark 2 (the seed LSTM preset, slow).")
     p.add_argument("--seed-timeout", type=float, default=3600.0)
