@@ -59,6 +59,7 @@ def test_tuned_clone_keeps_the_choice(xy: tuple[np.ndarray, np.ndarray]) -> None
         refit = model.tuned_clone().fit(X, y)
         assert refit.best_params_ == model.best_params_
         np.testing.assert_array_equal(refit.predict(X), model.predict(X))
+        np.testing.assert_allclose(refit.validation_mae_, model.validation_mae_)
 
 
 def test_tuning_folds_every_n_months() -> None:
