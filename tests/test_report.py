@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +46,7 @@ from job.report import (
     write_report,
 )
 from job.store import LocalStore
+from tests.browser import assert_synthetic_report_rendered, screenshot
 
 RUN_ID = "20250201T000000Z-synthetic"
 THRESHOLD, FACTOR, SHRINKAGE, COST_BPS = 0.02, 5.0, 0.3, 10.0
@@ -360,38 +359,13 @@ def test_report_command_rejects_bad_month(tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------------- browser
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path: Path, html: str) -> None:
     """The page opens in a real browser: a 1280x2000 screenshot that is not blank."""
-    binary = _chromium()
-    if binary is None:
-        print("chromium not found: install it with scripts/install_chromium.sh")
-        pytest.skip("chromium not found: install it with scripts/install_chromium.sh")
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
-    shot = tmp_path / "report.png"
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
-    proc = subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", "--hide-scrollbars",
-         f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.is_file(), proc.stderr[-2000:]
-    import matplotlib.image as mpimg
-
-    pixels = mpimg.imread(shot)
-    assert pixels.shape[:2] == (2000, 1280)
-    rgb = pixels[..., :3]
-    assert float(rgb.std()) > 0.05  # not a blank page
-    # the top band holds the red SYNTHETIC DATA banner
-    top = rgb[5:30].reshape(-1, 3).mean(axis=0)
-    assert top[0] > 0.5 and top[1] < 0.35 and top[2] < 0.35, top
+    assert_synthetic_report_rendered(screenshot(page, tmp_path))
 
 
 # ------------------------------------------------------------------------- adapters from the backtest

@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from job.report import SECTION_TITLES, SYNTHETIC_BANNER
 from job.store import open_store
 from job.store.base import Store
 from job.store.publish import manifest_key, read_manifest, verify_manifest
+from tests.browser import assert_synthetic_report_rendered, screenshot
 from tests.conftest import CliResult
 from tests.s3_server import MOTO_KEY, _client, _new_bucket
 
@@ -342,34 +342,10 @@ def test_output_to_a_folder_names_the_file_by_month(local_runs: TwoRuns, tmp_pat
 
 # ----------------------------------------------------------------------------------------------- browser
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.browser
 def test_the_run_report_renders_in_headless_chromium(local_runs: TwoRuns, tmp_path: Path) -> None:
     """The run's report opens in a real browser: a 1280x2000 screenshot that is not blank."""
-    binary = chromium()
-    if binary is None:
-        print("chromium not found: install Debian's chromium (scripts/install_chromium.sh)")
-        pytest.skip("chromium not found: install Debian's chromium (scripts/install_chromium.sh)")
-    shot = tmp_path / "report.png"
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
-    proc = subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", "--hide-scrollbars",
-         f"--screenshot={shot}", "--window-size=1280,2000", local_runs.output.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.is_file(), proc.stderr[-2000:]
-    import matplotlib.image as mpimg
-
-    pixels = mpimg.imread(shot)
-    assert pixels.shape[:2] == (2000, 1280)
-    rgb = pixels[..., :3]
-    assert float(rgb.std()) > 0.05  # not a blank page
-    top = rgb[5:30].reshape(-1, 3).mean(axis=0)  # the red SYNTHETIC DATA banner across the top
-    assert top[0] > 0.5 and top[1] < 0.35 and top[2] < 0.35, top
+    assert_synthetic_report_rendered(screenshot(local_runs.output, tmp_path))
 
 
 # ------------------------------------------------------------------------------------------ crash mid-run
