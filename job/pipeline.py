@@ -22,7 +22,7 @@ import pandas as pd
 
 from job.app import App
 from job.dataset import Dataset
-from job.errors import DataError
+from job.errors import ConfigError, DataError
 from job.logs import get_logger
 from job.months import month_str
 
@@ -145,6 +145,9 @@ def run_month(app: App, options: RunOptions) -> RunResult:
     from job.validation import validate
 
     settings = app.settings
+    if options.output is not None and not (options.output.is_dir() or options.output.parent.is_dir()):
+        raise ConfigError(f"--output {options.output}: its folder does not exist",
+                          hint="create it first; nothing was run")
     store = app.store()
     run_id = new_run_id()
     stage = Stages()
