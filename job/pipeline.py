@@ -145,9 +145,12 @@ def run_month(app: App, options: RunOptions) -> RunResult:
     from job.validation import validate
 
     settings = app.settings
-    if options.output is not None and not (options.output.is_dir() or options.output.parent.is_dir()):
-        raise ConfigError(f"--output {options.output}: its folder does not exist",
-                          hint="create it first; nothing was run")
+    if options.output is not None and not options.output.is_dir():
+        try:  # an unusable --output fails now, not after the month is published
+            options.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--output {options.output}: cannot create its folder ({exc.strerror})",
+                              hint="choose a writable path; nothing was run") from None
     store = app.store()
     run_id = new_run_id()
     stage = Stages()
