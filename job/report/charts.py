@@ -160,14 +160,19 @@ def drawdown_chart(returns: pd.DataFrame, market: pd.DataFrame, models: list[str
         return to_svg(fig, "drawdown", "Drawdown, net of costs")
 
 
+def _by_model(frame: pd.DataFrame, value: str, models: list[str],
+              ) -> tuple[pd.DataFrame, list[str], dict[str, str], pd.DatetimeIndex]:
+    """``value`` by month (rows) and model (columns), the models in report order, their colours, the dates."""
+    wide = frame.pivot_table(index="month", columns="model", values=value, sort=True)
+    order = [m for m in models if m in wide] + [m for m in wide.columns if m not in models]
+    return wide, order, model_colors(order), _months_to_dates(wide.index)
+
+
 def ic_chart(ic: pd.DataFrame, models: list[str], chosen: str, window: int = 12) -> str:
     """Monthly rank IC of the chosen model (bars) and the rolling mean IC of every model (lines)."""
     if ic.empty:
         return ""
-    wide = ic.pivot_table(index="month", columns="model", values="ic", sort=True)
-    order = [m for m in models if m in wide] + [m for m in wide.columns if m not in models]
-    colors = model_colors(order)
-    x = _months_to_dates(wide.index)
+    wide, order, colors, x = _by_model(ic, "ic", models)
     fig = _figure(2.8)
     with plt.rc_context(_RC):
         ax = fig.add_subplot()
@@ -214,10 +219,7 @@ def capital_chart(exposure: pd.DataFrame, models: list[str], chosen: str) -> str
     """Capital deployed (sum of weight x multiplier) per model over time; 1.0 means no leverage flag."""
     if exposure.empty:
         return ""
-    wide = exposure.pivot_table(index="month", columns="model", values="capital", sort=True)
-    order = [m for m in models if m in wide] + [m for m in wide.columns if m not in models]
-    colors = model_colors(order)
-    x = _months_to_dates(wide.index)
+    wide, order, colors, x = _by_model(exposure, "capital", models)
     fig = _figure(2.4)
     with plt.rc_context(_RC):
         ax = fig.add_subplot()
