@@ -33,7 +33,7 @@ from job.store.base import Store
 from job.store.publish import manifest_key, read_manifest, verify_manifest
 from tests.browser import assert_synthetic_report_rendered, screenshot
 from tests.conftest import CliResult
-from tests.s3_server import MOTO_KEY, _client, _new_bucket
+from tests.s3_server import MOTO_KEY, _client, _new_bucket, _set_aws_env
 
 SAMPLE_AS_OF = "2025-12"
 N_ASSETS = 12
@@ -161,14 +161,7 @@ def run_twice(kind: str, tmp_path_factory: pytest.TempPathFactory, endpoint: str
                 mp.delenv(name)
         mp.setenv("MPLCONFIGDIR", str(workdir / "mpl"))
         if kind == "s3":
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-                mp.delenv(name, raising=False)
-            mp.setenv("AWS_ACCESS_KEY_ID", MOTO_KEY)
-            mp.setenv("AWS_SECRET_ACCESS_KEY", MOTO_KEY)
-            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            mp.setenv("AWS_ENDPOINT_URL", endpoint)
-            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(workdir / "no-aws"))
-            mp.setenv("AWS_CONFIG_FILE", str(workdir / "no-aws"))
+            _set_aws_env(mp, workdir, endpoint, MOTO_KEY, MOTO_KEY)
             uri = f"s3://{_new_bucket(_client(endpoint, MOTO_KEY, MOTO_KEY))}/rot"
         else:
             uri = str(workdir / "artifacts")
