@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "report": "job.commands.report:report",
     "run": "job.commands.run:run",
     "query": "job.commands.query:query",
+    "verify": "job.commands.verify:verify",
     "config": "job.commands.config:config",
 }
 

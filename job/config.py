@@ -201,7 +201,8 @@ class StoreSettings:
     region: str
     path_style: bool
     retention_runs: int
-    lock_ttl_s: int
+    lock_lease_s: int
+    lock_wait_s: float
     connect_timeout_s: float
     read_timeout_s: float
     max_attempts: int

@@ -157,7 +157,7 @@ def run_month(app: App, options: RunOptions) -> RunResult:
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
     models = options.models or list(settings.models.enabled)
-    with RunLock(store, owner, settings.store.lock_ttl_s):
+    with RunLock(store, owner, settings.store.lock_lease_s):
         if options.ingest:
             with stage("ingest"):
                 ingest_summary = run_ingest(app, options.sources)

@@ -224,7 +224,7 @@ def test_forecast_frame_has_one_row_per_model_and_asset(synthetic: Dataset, sett
                            sectors={"SPY": "S&P 500"})
     assert len(frame) == 3 * len(synthetic.assets)
     assert set(frame["target_month"]) == {"2017-07"} and set(frame["train_end"]) == {"2017-06"}
-    assert np.isfinite(frame["predicted_return"]).all()
+    assert np.isfinite(frame["predicted"]).all()
     assert frame.loc[frame["asset"] == "SPY", "sector"].eq("S&P 500").all()
     assert frame["model_fingerprint"].str.len().eq(16).all()
 
@@ -267,7 +267,7 @@ def test_train_then_forecast_reuses_the_stored_model(sample_warehouse: list[str]
     frame = pd.read_parquet(parts[0])
     assert set(frame["model"]) == {"persistence", "historical-mean", "ridge"}
     assert frame.groupby("model").size().eq(12).all()
-    assert np.isfinite(frame["predicted_return"]).all() and set(frame["target_month"]) == {"2020-07"}
+    assert np.isfinite(frame["predicted"]).all() and set(frame["target_month"]) == {"2020-07"}
     assert (tmp_path / "store" / "runs" / "as_of=2020-06" / "manifest.json").is_file()
 
 
@@ -310,6 +310,6 @@ def test_real_snapshot_all_models_train_and_forecast(snapshot_dir: Path, tmp_pat
     frame = pd.read_parquet(next((tmp_path / "store" / "forecasts").rglob("part-0.parquet")))
     assert sorted(frame["model"].unique()) == sorted(names.split(","))
     for _, rows in frame.groupby("model"):
-        assert len(rows) == 12 and np.isfinite(rows["predicted_return"]).all()
-        assert rows["predicted_return"].abs().max() < 0.5  # monthly returns, not nonsense
+        assert len(rows) == 12 and np.isfinite(rows["predicted"]).all()
+        assert rows["predicted"].abs().max() < 0.5  # monthly returns, not nonsense
     assert frame["sector"].ne("").all()

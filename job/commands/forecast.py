@@ -61,7 +61,7 @@ def forecast(app: App, as_of: str | None, models_text: str | None, lstm_preset: 
     store = app.store()
     frame, trained = forecast_stage(dataset, app.settings, month, store, names)
     echo_models(trained)
-    table = frame.pivot(index="asset", columns="model", values="predicted_return").reindex(
+    table = frame.pivot(index="asset", columns="model", values="predicted").reindex(
         index=dataset.assets, columns=list(trained))
     click.echo(f"forecast of {month_str(month + 1)} returns (%), as of {month_str(month)}:")
     click.echo((100 * table).round(2).to_string())

@@ -17,7 +17,7 @@ from job.months import month_str, parse_month
 
 log = get_logger("models")
 
-FORECAST_COLUMNS = ["as_of", "target_month", "model", "asset", "sector", "predicted_return", "validation_mae",
+FORECAST_COLUMNS = ["model", "decision_month", "target_month", "asset", "sector", "predicted", "validation_mae",
                     "train_end", "model_fingerprint"]
 
 
@@ -86,8 +86,8 @@ def forecast_frame(models: dict[str, tuple[Forecaster, str]], dataset: Dataset, 
         predicted = np.asarray(model.predict(window))[0]
         train_end, fingerprint = _prefix_parts(prefix)
         for j, asset in enumerate(dataset.assets):
-            rows.append({"as_of": month_str(as_of), "target_month": month_str(as_of + 1), "model": name,
-                         "asset": asset, "sector": sectors.get(asset, ""), "predicted_return": float(predicted[j]),
+            rows.append({"model": name, "decision_month": month_str(as_of), "target_month": month_str(as_of + 1),
+                         "asset": asset, "sector": sectors.get(asset, ""), "predicted": float(predicted[j]),
                          "validation_mae": float(model.validation_mae_[j]), "train_end": train_end,
                          "model_fingerprint": fingerprint})
     return pd.DataFrame(rows, columns=FORECAST_COLUMNS)

@@ -47,7 +47,7 @@ def open_store(uri: str, settings: Any | None = None) -> Store:
 
     For S3 the bucket is probed at once, so an unreachable endpoint, rejected credentials or a missing
     bucket raise :class:`job.errors.StoreUnavailable` (exit code 5) before any work starts. The store
-    carries ``retention_runs`` and ``lock_ttl_s`` from ``settings.store`` (defaults 2 and 7200).
+    carries ``retention_runs`` and ``lock_lease_s`` from ``settings.store`` (defaults 2 and 7200).
     """
     store: Any
     if uri.startswith("s3://"):
@@ -58,7 +58,7 @@ def open_store(uri: str, settings: Any | None = None) -> Store:
         store = LocalStore(uri)
     store_settings = getattr(settings, "store", None)
     store.retention_runs = int(getattr(store_settings, "retention_runs", 2))
-    store.lock_ttl_s = int(getattr(store_settings, "lock_ttl_s", 7200))
+    store.lock_lease_s = int(getattr(store_settings, "lock_lease_s", 120))
     return store
 
 
