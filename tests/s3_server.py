@@ -12,7 +12,8 @@ Fixtures
 ``artifact_store`` an opened store, parametrized over ``local``, ``s3`` (moto) and ``swift``: the same
                    test runs against each.
 ``fault_proxy``    a factory for :class:`FaultProxy`: an HTTP proxy to an S3 endpoint that answers 503
-                   to the first N requests, then forwards.
+                   to the first N requests, to a seeded share of them or to all of them from a moment
+                   on (an outage), and can forward a request and then drop its response.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import http.client
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -160,20 +162,42 @@ def artifact_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 # -- fault injection -------------------------------------------------------------------------------------
 
-class FaultProxy:
-    """An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that fails the first ``failures`` requests.
+RequestMatch = Callable[[str, str, dict[str, str]], bool]
+"""``(method, path, headers) -> bool``: which requests a fault applies to."""
 
-    Failed requests get ``status`` (503 by default) with an S3 XML error body; later ones are forwarded
-    unchanged (the Host header too, so SigV4 signatures stay valid). ``stop()`` makes the endpoint
-    refuse connections, like a server that went down.
+
+def lock_writes(method: str, path: str, headers: dict[str, str]) -> bool:
+    """A PUT of the run lock (``locks/run.lock``): create, takeover or renewal."""
+    return method == "PUT" and path.split("?", maxsplit=1)[0].endswith("/locks/run.lock")
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 endpoint that injects faults.
+
+    - ``failures``: the first N requests get ``status`` (503 by default) with an S3 XML error body.
+    - ``share``: each later request fails the same way with this probability (seeded with ``seed``).
+    - :meth:`outage` / :meth:`recover`: every request fails from now on / until now.
+    - :meth:`drop_responses`: the next N matching requests are forwarded (so they take effect), then
+      the connection is closed without an answer, so botocore retries a request that already landed.
+
+    Other requests are forwarded unchanged (the Host header too, so SigV4 signatures stay valid).
+    ``stop()`` makes the endpoint refuse connections, like a server that went down. Counters:
+    ``requests``, ``failed``, ``dropped``; ``log`` lists ``(method, path, outcome)`` for every request.
     """
 
-    def __init__(self, upstream: str, failures: int = 0, status: int = 503) -> None:
+    def __init__(self, upstream: str, failures: int = 0, status: int = 503, *, share: float = 0.0,
+                 seed: int = 0) -> None:
         self.upstream = urlparse(upstream)
         self.failures = failures
         self.status = status
+        self.share = share
+        self.random = random.Random(seed)
+        self.down = False
         self.requests = 0
         self.failed = 0
+        self.dropped = 0
+        self.log: list[tuple[str, str, str]] = []
+        self._drop: list[tuple[int, RequestMatch]] = []
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         proxy = self
@@ -192,12 +216,8 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                with proxy._lock:
-                    proxy.requests += 1
-                    fail = proxy.failed < proxy.failures
-                    if fail:
-                        proxy.failed += 1
-                if fail:
+                outcome = proxy._decide(self.command, self.path, dict(self.headers.items()))
+                if outcome == "fail":
                     payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavailable</Code>"
                                b"<Message>injected fault</Message></Error>")
                     self.send_response(proxy.status)
@@ -212,6 +232,12 @@ class FaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 answer = conn.getresponse()
                 data = answer.read()
+                conn.close()
+                if outcome == "drop":  # the request took effect upstream; its answer never arrives
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.send_response(answer.status, answer.reason)
                 for key, value in answer.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -223,7 +249,6 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                conn.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815 (http.server's names)
 
@@ -232,6 +257,42 @@ class FaultProxy:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def _decide(self, method: str, path: str, headers: dict[str, str]) -> str:
+        """``fail``, ``drop`` or ``forward`` for one request (and count it)."""
+        with self._lock:
+            self.requests += 1
+            outcome = "forward"
+            if self.down or self.failed < self.failures or (self.share and self.random.random() < self.share):
+                outcome = "fail"
+                self.failed += 1
+            else:
+                for i, (left, match) in enumerate(self._drop):
+                    if match(method, path, headers):
+                        outcome = "drop"
+                        self.dropped += 1
+                        self._drop[i] = (left - 1, match)
+                        self._drop = [d for d in self._drop if d[0] > 0]
+                        break
+            self.log.append((method, path, outcome))
+            return outcome
+
+    def outage(self) -> None:
+        """Answer ``status`` to every request from now on (until :meth:`recover`)."""
+        with self._lock:
+            self.down = True
+
+    def recover(self) -> None:
+        """End an :meth:`outage` (and any share of failures)."""
+        with self._lock:
+            self.down = False
+            self.share = 0.0
+
+    def drop_responses(self, count: int = 1, match: RequestMatch | None = None) -> None:
+        """Forward the next ``count`` requests that ``match`` (any request when None), then close the
+        connection without answering them."""
+        with self._lock:
+            self._drop.append((count, match or (lambda method, path, headers: True)))
 
     def stop(self) -> None:
         """Shut the proxy down: open keep-alive connections are cut and the port refuses new ones."""
@@ -246,11 +307,13 @@ class FaultProxy:
 
 @pytest.fixture
 def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
-    """``make(upstream, failures=N, status=503) -> FaultProxy``; every proxy is stopped after the test."""
+    """``make(upstream, failures=N, status=503, share=0.0, seed=0) -> FaultProxy``; every proxy is
+    stopped after the test."""
     made: list[FaultProxy] = []
 
-    def make(upstream: str, failures: int = 0, status: int = 503) -> FaultProxy:
-        proxy = FaultProxy(upstream, failures, status)
+    def make(upstream: str, failures: int = 0, status: int = 503, *, share: float = 0.0,
+             seed: int = 0) -> FaultProxy:
+        proxy = FaultProxy(upstream, failures, status, share=share, seed=seed)
         made.append(proxy)
         return proxy
 

@@ -2,7 +2,8 @@
 
 - :func:`open_store` opens ``s3://bucket/prefix`` (boto3) or a local folder.
 - :mod:`job.store.publish`: run ids, :class:`Publisher` (artifacts, then the manifest, then GC),
-  manifests. :mod:`job.store.lock`: :class:`RunLock`, one run per store at a time.
+  manifests. :mod:`job.store.lock`: :class:`RunLock`, a lease lock (one writer per store at a time),
+  and :func:`run_lock`, which builds it from ``settings.store`` (``lock_lease_s``, ``lock_wait_s``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from job.store.base import ArtifactNotFound, Store
 from job.store.local import LocalStore
-from job.store.lock import LOCK_KEY, RunLock
+from job.store.lock import LOCK_KEY, LockLost, RunLock, run_lock
 
 if TYPE_CHECKING:
     from job.store.publish import (
@@ -30,6 +31,7 @@ __all__ = [
     "LOCK_KEY",
     "ArtifactNotFound",
     "LocalStore",
+    "LockLost",
     "Publisher",
     "RunLock",
     "Store",
@@ -37,6 +39,7 @@ __all__ = [
     "new_run_id",
     "open_store",
     "read_manifest",
+    "run_lock",
     "verify_manifest",
     "write_failed_validation",
 ]
@@ -47,7 +50,8 @@ def open_store(uri: str, settings: Any | None = None) -> Store:
 
     For S3 the bucket is probed at once, so an unreachable endpoint, rejected credentials or a missing
     bucket raise :class:`job.errors.StoreUnavailable` (exit code 5) before any work starts. The store
-    carries ``retention_runs`` and ``lock_lease_s`` from ``settings.store`` (defaults 2 and 7200).
+    carries ``retention_runs`` and ``lock_lease_s`` from ``settings.store`` (defaults 2 and 120 s); the
+    run lock itself is made by :func:`run_lock` from the settings.
     """
     store: Any
     if uri.startswith("s3://"):

@@ -289,28 +289,32 @@ class S3Store:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             return answer["Body"].read(), answer["ETag"]
 
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create ``key`` only if it does not exist (If-None-Match: *). False when it exists.
+    def put_if_absent(self, key: str, data: bytes) -> str | None:
+        """Create ``key`` only if it does not exist (If-None-Match: *): the new object's ETag, or None
+        when it exists (412).
 
-        Raises ConditionalWritesUnsupported when the server does not implement conditional puts.
+        A 412 can also answer botocore's retry of our own create whose first response was lost: the
+        caller reads the object back to tell (the run lock compares its token). Raises
+        ConditionalWritesUnsupported when the server does not implement conditional puts.
         """
         try:
             with self._errors(f"create {key}", conditional=True):
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*",
-                                       ContentType="application/json")
+                answer = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                                IfNoneMatch="*", ContentType="application/json")
         except PreconditionFailed:
-            return False
-        return True
+            return None
+        return str(answer.get("ETag") or "")
 
-    def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
-        """Overwrite ``key`` only if its ETag is still ``etag`` (If-Match). False when it changed or vanished."""
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str | None:
+        """Overwrite ``key`` only if its ETag is still ``etag`` (If-Match): the new ETag, or None when
+        it changed or vanished (412 / 404; as above, possibly our own retried write)."""
         try:
             with self._errors(f"replace {key}", key, conditional=True):
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=etag,
-                                       ContentType="application/json")
+                answer = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=etag,
+                                                ContentType="application/json")
         except (PreconditionFailed, ArtifactNotFound):
-            return False
-        return True
+            return None
+        return str(answer.get("ETag") or "")
 
     def delete_if_match(self, key: str, etag: str) -> bool:
         """Delete ``key`` only if its ETag is still ``etag``; plain delete where unsupported."""
