@@ -78,9 +78,9 @@ def real(snapshot_warehouse: Path, settings: Settings) -> tuple[Dataset, Validat
 
 
 def test_shipped_suites_load_in_run_order() -> None:
-    """The five suites ship as GX JSON with a unique check name, a frame and a severity per expectation."""
+    """The six suites ship as GX JSON with a unique check name, a frame and a severity per expectation."""
     suites = load_suites()
-    assert [s.name for s in suites] == ["prices", "macro", "features", "labels", "lookahead"]
+    assert [s.name for s in suites] == ["prices", "macro", "features", "labels", "lookahead", "risk_free"]
     for suite in suites:
         raw = json.loads((expectations_dir() / f"{suite.name}.json").read_text())
         assert len(raw["expectations"]) == len(suite.checks)
