@@ -126,14 +126,34 @@ SELECT month, decision_date, series, tcode, p0 AS period, available_at, vintage,
 FROM checked;
 
 -- Monthly risk-free rate: the stored series (Fama/French RF, or synthetic) where present, else the
--- 3-month T-bill from the macro data (TB3MS, percent per year, as known at the month's end).
+-- 3-month T-bill from the macro data (TB3MS, percent per year, as known at the month's end). A month
+-- where neither has a value takes the last known value (forward fill; source 'forward-filled <source>
+-- of YYYY-MM'), never a silent 0.0: rf_known is NULL there, and the validation suite risk_free warns,
+-- listing those months. Months before any known value stay NULL (the dataset then uses 0.0, and the
+-- same warning lists them with source 'none').
 CREATE OR REPLACE VIEW risk_free_monthly AS
 WITH tbill AS (
     SELECT period AS month, arg_max(value, coalesce(realtime_start, vintage_release, period)) / 1200.0 AS rf
     FROM macro_observations WHERE series = 'TB3MS' AND value IS NOT NULL GROUP BY period
+),
+known AS (
+    SELECT d.month, coalesce(r.rf, t.rf) AS rf_known,
+           CASE WHEN r.rf IS NOT NULL THEN r.source WHEN t.rf IS NOT NULL THEN 'TB3MS' END AS known_source
+    FROM decision_months d
+    LEFT JOIN risk_free r ON r.month = d.month
+    LEFT JOIN tbill t ON t.month = d.month
+),
+filled AS (
+    SELECT month, rf_known, known_source,
+           last_value(rf_known IGNORE NULLS) OVER w AS rf,
+           last_value(known_source IGNORE NULLS) OVER w AS last_source,
+           last_value(CASE WHEN rf_known IS NOT NULL THEN month END IGNORE NULLS) OVER w AS last_month
+    FROM known
+    WINDOW w AS (ORDER BY month ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
-SELECT d.month, coalesce(r.rf, t.rf, 0.0) AS rf,
-       CASE WHEN r.rf IS NOT NULL THEN r.source WHEN t.rf IS NOT NULL THEN 'TB3MS' ELSE 'none' END AS source
-FROM decision_months d
-LEFT JOIN risk_free r ON r.month = d.month
-LEFT JOIN tbill t ON t.month = d.month;
+SELECT month, rf,
+       CASE WHEN rf_known IS NOT NULL THEN known_source
+            WHEN rf IS NOT NULL THEN 'forward-filled ' || last_source || ' of ' || strftime(last_month, '%Y-%m')
+            ELSE 'none' END AS source,
+       rf_known
+FROM filled;

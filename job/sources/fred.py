@@ -6,13 +6,19 @@ runs under the job's deadline; network errors map to exit 4. For each non-market
 observations come with ``realtime_start`` (the date a value was first published), so ``available_at``
 is the real publication date; market series (rates, VIX, oil) use today's values with lag 0, and daily
 series are averaged per month.
+
+Each HTTP request is retried with backoff and jitter on timeouts, 429 and 5xx (``job/sources/retry.py``),
+within the download's deadline: one rate-limited call among ~130 no longer fails the run. Every answer
+is checked at the door (finite values within range, no value published before its period began).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import urllib.error
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +32,9 @@ from job.logs import get_logger
 from job.progress import progress
 from job.series import SeriesInfo, catalogue
 from job.sources.base import MACRO_COLUMNS, SourceData
+from job.sources.checks import check_macro
 from job.sources.deadline import call_with_deadline
+from job.sources.retry import DEFAULT_ATTEMPTS, DEFAULT_INITIAL_WAIT_S, retry_settings, with_retries
 
 log = get_logger("sources.fred")
 
@@ -39,6 +47,36 @@ def socket_timeout(seconds: float) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def retrying_fred(api_key: str, *, deadline_at: float, attempts: int = DEFAULT_ATTEMPTS,
+                  initial_wait_s: float = DEFAULT_INITIAL_WAIT_S) -> Any:
+    """A ``fredapi.Fred`` whose every request is retried on timeouts, 429 and 5xx until ``deadline_at``.
+
+    fredapi's private ``__fetch_data`` (one ``urlopen`` per request) is replaced; the rest of fredapi's
+    parsing is kept. An HTTP error that is not transient becomes fredapi's usual ValueError (its message).
+    """
+    from fredapi import Fred
+
+    class RetryingFred(Fred):  # type: ignore[misc]
+        def _Fred__fetch_data(self, url: str) -> ET.Element:  # noqa: N802 - fredapi's name-mangled method
+            full = url + "&api_key=" + self.api_key
+
+            def once() -> bytes:
+                with urllib.request.urlopen(full) as response:
+                    return bytes(response.read())
+
+            series = url.rsplit("series_id=", maxsplit=1)[-1].split("&", maxsplit=1)[0]
+            try:
+                body = with_retries(once, what=f"FRED {series}", deadline_at=deadline_at, attempts=attempts,
+                                    initial_wait_s=initial_wait_s,
+                                    hint="FRED keeps failing; retry later, or use --source snapshot")
+            except urllib.error.HTTPError as exc:
+                root = ET.fromstring(exc.read())
+                raise ValueError(root.get("message")) from None
+            return ET.fromstring(body)
+
+    return RetryingFred(api_key=api_key)
 
 
 def series_to_fetch(settings: Settings) -> list[SeriesInfo]:
@@ -78,13 +116,12 @@ def fetch_fred(settings: Settings, *, root_url: str | None = None) -> SourceData
     key = os.environ.get("FRED_API_KEY", "").strip()
     if not key:
         raise ConfigError("FRED_API_KEY is not set", hint="export FRED_API_KEY=... (a free key from FRED)")
-    from fredapi import Fred
-
-    fred = Fred(api_key=key)
-    if root_url:
-        fred.root_url = root_url
     infos = series_to_fetch(settings)
     timeout = min(30.0, settings.data.download_timeout_s)
+    total = settings.data.download_timeout_s * 10
+    fred = retrying_fred(key, deadline_at=time.monotonic() + total, **retry_settings(settings))
+    if root_url:
+        fred.root_url = root_url
 
     def download() -> list[pd.DataFrame]:
         frames = []
@@ -105,9 +142,10 @@ def fetch_fred(settings: Settings, *, root_url: str | None = None) -> SourceData
                     log.warning("FRED series %s skipped: %s", info.fred_id, message)
         return frames
 
-    frames = call_with_deadline(download, seconds=settings.data.download_timeout_s * 10, what="FRED")
+    frames = call_with_deadline(download, seconds=total, what="FRED")
     if not frames:
         raise UpstreamUnavailable("FRED returned no series")
     macro = pd.concat(frames, ignore_index=True)[MACRO_COLUMNS]
+    check_macro(macro, "FRED")
     details = {"series": sorted(macro["series"].unique().tolist()), "rows": len(macro)}
     return SourceData(source="fred", macro=macro, details=details)

@@ -242,6 +242,8 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
           doc="one row per macro series: metadata and missing values"),
     Frame("macro_available", ("series", "period", "vintage"), sql_frame("macro_available"),
           doc="macro observations with available_at at the dataset's lag"),
+    Frame("risk_free", ("months", "n_months", "source"), sql_frame("risk_free"),
+          doc="runs of months of the window in which no source had a risk-free value (forward-filled)"),
     Frame("feature_months", ("month",), feature_months, needs_dataset=True,
           doc="decision months of the feature matrix"),
     Frame("feature_values", ("month", "feature"), feature_values, needs_dataset=True,
