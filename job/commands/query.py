@@ -26,9 +26,13 @@ FORMATS = ("table", "csv", "json", "parquet")
 def query(app: App, sql: str | None, sql_file: Path | None, fmt: str, output: Path | None) -> None:
     """Run SQL over the published results.
 
-    Views: forecasts, weights, backtest (parquet of the committed runs, with as_of and run_id
-    columns), metrics (as_of, run_id, model, period, metric, value), runs (one row per published
-    month) and artifacts. Only runs whose manifest landed are visible.
+    Views: one per artifact table (forecasts, weights, backtest, backtest_forecasts, backtest_weights,
+    metrics, sweep; as_of and run_id first, then the columns of job/artifacts.py), runs (one row per
+    month: status ok or damaged, the problem, publications, timings) and artifacts (one row per
+    manifest entry). Only files a manifest lists, and whose sha256 matches it, are visible; a damaged
+    manifest or file is named in a warning and left out, and the other months still query.
+
+    Exit codes: 2 bad SQL, 5 the store cannot be read (both one line).
 
     \b
     Examples:

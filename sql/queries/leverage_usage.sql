@@ -1,13 +1,14 @@
--- Leverage usage per model over the latest published run: how often the rule levers assets, how much
--- capital it deploys, and which assets it levers most.
+-- Leverage usage per model over the latest published month's walk-forward backtest: how often the rule
+-- levers assets, how much capital it deploys, and which asset it levers most.
 -- Run: rotation query --file sql/queries/leverage_usage.sql
--- Uses backtest(as_of, model, decision_month, levered_assets, capital_deployed, gross_exposure,
--- turnover) and weights(as_of, model, decision_month, asset, flag).
+-- Uses backtest(as_of, model, decision_month, levered_assets, capital_deployed, gross_exposure, turnover)
+-- and backtest_weights(as_of, model, decision_month, asset, flag).
 WITH latest AS (
-    SELECT max(as_of) AS as_of FROM runs
+    SELECT max(as_of) AS as_of FROM backtest
 ),
 per_model AS (
-    SELECT model,
+    SELECT as_of,
+           model,
            count(*) AS months,
            round(avg(CASE WHEN levered_assets > 0 THEN 1.0 ELSE 0.0 END), 3) AS share_months_levered,
            round(avg(levered_assets), 2) AS avg_levered_assets,
@@ -17,16 +18,17 @@ per_model AS (
            round(avg(turnover), 3) AS avg_turnover
     FROM backtest
     WHERE as_of = (SELECT as_of FROM latest)
-    GROUP BY model
+    GROUP BY as_of, model
 ),
 per_asset AS (
     SELECT model, asset, avg(CASE WHEN flag THEN 1.0 ELSE 0.0 END) AS share_levered
-    FROM weights
+    FROM backtest_weights
     WHERE as_of = (SELECT as_of FROM latest)
     GROUP BY model, asset
 ),
 top_asset AS (
-    SELECT model, arg_max(asset, share_levered) AS most_levered_asset,
+    SELECT model,
+           arg_max(asset, share_levered) AS most_levered_asset,
            round(max(share_levered), 3) AS most_levered_share
     FROM per_asset
     GROUP BY model

@@ -1,7 +1,7 @@
 -- Model leaderboard over time: for every published month, the models ranked by out-of-sample Sharpe
 -- (period 'full', before costs), with the benchmark (SPY) and equal weight alongside.
 -- Run: rotation query --file sql/queries/model_leaderboard.sql
--- Uses metrics(as_of, section, model, period, metric, value), flattened from metrics.json.
+-- Uses metrics(as_of, section, model, period, metric, value): one row per (section, model, period, metric).
 WITH wide AS (
     SELECT as_of,
            model,
