@@ -42,6 +42,10 @@ def read_csv_text(text: str, origin: str) -> pd.DataFrame:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+        if found:
+            raise fail(origin, f"malformed CSV: {found.group(3)} fields where the header has {found.group(1)}",
+                       line=int(found.group(2))) from None
         raise fail(origin, f"malformed CSV ({message})") from None
     return raw.fillna("")
 
@@ -100,7 +104,7 @@ def read_prices(folder: Path, universe: Universe) -> pd.DataFrame:
 def read_fred_series(path: Path, series: str) -> pd.DataFrame:
     """A single FRED series CSV as monthly means (``DATE,<ID>`` or ``date,value`` headers)."""
     origin = str(path)
-    raw = read_csv_text(decode(path.read_bytes(), origin), origin)
+    raw = read_csv_text(decode(path.read_bytes(), origin, ("utf-8-sig",)), origin)  # FRED writes UTF-8
     if raw.shape[1] != 2:
         raise fail(origin, f"expected two columns (date, value), found {raw.shape[1]}", line=1)
     if raw.empty:
