@@ -301,7 +301,8 @@ def _extras(rows: pd.DataFrame) -> dict[str, Any]:
             "total_cost": _number(rows["cost"].sum())}
 
 
-def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None) -> dict[str, Any]:
+def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None, *,
+              sweep: pd.DataFrame | None = None) -> dict[str, Any]:
     """The ``metrics.json`` document of a :class:`job.backtest.BacktestResult`.
 
     Shape: ``{"models": {model: {period: {metric: number}}}, "benchmark": {period: {...}},
@@ -310,6 +311,10 @@ def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None) ->
     original's evaluation window: the last ``1 - static_train_share`` of months), and ``full_net`` /
     ``last_20pct_net`` (after transaction costs). Returns are indexed by the month they were earned
     (target month). ``rf`` defaults to the result's own ``risk_free`` column.
+
+    New sections (:func:`extended_summary`; the keys above are unchanged): ``relative``,
+    ``distribution``, ``drawdowns``, ``calendar_years`` and ``significance``; with a ``sweep`` table
+    (:func:`job.backtest.sweep_result`), ``deflated_sharpe`` (:func:`deflated_sharpe_of_sweep`).
     """
     original_rate = ORIGINAL_SORTINO_RF if settings is None else float(settings.backtest.original_sortino_rf)
     port = result.portfolio
@@ -341,6 +346,9 @@ def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None) ->
                    for period, part in _periods(reference, first_eval).items()}
     out["windows"] = windows
     out["forecast_quality"] = forecast_quality(result.forecasts, result.baselines)
+    out.update(extended_summary(result, rf))
+    if sweep is not None and len(sweep):
+        out["deflated_sharpe"] = deflated_sharpe_of_sweep(result, sweep, rf)
     return out
 
 
@@ -352,3 +360,173 @@ def _periods(rows: pd.DataFrame, first_eval: pd.Period | None) -> dict[str, pd.D
         if len(last) >= 2:
             out["last_20pct"] = last
     return out
+
+
+# ---- relative figures, tails, drawdown episodes, calendar years, significance ------------------------------
+
+REFERENCES = (("benchmark", "benchmark_return"), ("equal_weight", "equal_weight_return"))
+RETURN_COLUMNS = (("", "portfolio_return"), ("_net", "portfolio_return_net"))
+N_DRAWDOWNS = 5
+
+
+def _numbers(values: dict[str, Any], i: int | tuple[()] = ()) -> dict[str, float | None]:
+    return {k: _number(np.asarray(v)[i]) for k, v in values.items()}
+
+
+def _against(r: np.ndarray, ref: np.ndarray, rate: np.ndarray, name: str) -> list[dict[str, float | None]]:
+    """Relative figures and Sharpe-difference tests of each row of ``r`` (k, T) against ``ref`` (T,)."""
+    from job.analytics import relative_metrics
+    from job.significance import sharpe_difference_hac, sharpe_difference_jkm
+
+    rel = relative_metrics(r, ref, rate)
+    lw = sharpe_difference_hac(r - rate, ref - rate)
+    jk = sharpe_difference_jkm(r - rate, ref - rate)
+    rel.update({"sharpe_difference": lw.difference, "sharpe_difference_se": lw.se, "sharpe_difference_z": lw.z,
+                "sharpe_difference_p": lw.p, "sharpe_difference_p_jkm": jk.p})
+    return [{f"{k}_vs_{name}": v for k, v in _numbers(rel, i).items()} for i in range(r.shape[0])]
+
+
+def extended_summary(result: Any, rf: pd.Series | None = None) -> dict[str, Any]:
+    """The new sections of the metrics document (formulas in :mod:`job.analytics`, :mod:`job.significance`).
+
+    - ``relative``: ``{"models": {model: {period: {metric_vs_benchmark, metric_vs_equal_weight}}}}`` with
+      the periods of :func:`summarise` (``full``, ``last_20pct``, ``_net`` after costs); metrics
+      ``active_return``, ``tracking_error``, ``information_ratio``, ``alpha`` (annualised), ``alpha_t``,
+      ``beta``, ``beta_t``, ``r_squared``, ``up_capture``, ``down_capture``, ``correlation``, and the
+      Sharpe-ratio difference (annualised) with its Ledoit-Wolf HAC ``_se``, ``_z``, ``_p`` and the
+      Jobson-Korkie-Memmel ``_p_jkm``; ``equal_weight`` appears as a model (against the benchmark only).
+    - ``distribution``: ``best_month``, ``worst_month``, ``skew``, ``excess_kurtosis``, ``var_95``,
+      ``cvar_95`` per model and period, plus ``benchmark`` and ``equal_weight`` as models.
+    - ``drawdowns``: per model and period the 5 deepest episodes, ``{"1": {depth, peak, trough, recovery,
+      length_months, months_to_trough, underwater_months, recovered}, ...}``.
+    - ``calendar_years``: per model ``{year: {return, return_net, benchmark, equal_weight, active,
+      active_net, months}}`` over the full span.
+    - ``significance``: ``{"by_model": {model: {rank_ic_mean, rank_ic_t_newey_west, rank_ic_p_newey_west,
+      rank_ic_newey_west_lag, rank_ic_months}}}`` (models and baselines).
+
+    Everything is vectorised over gross and net returns; only models and periods are looped over.
+    """
+    from job.analytics import calendar_year_returns, distribution_metrics, worst_drawdowns
+    from job.significance import newey_west_mean_test
+
+    port = result.portfolio
+    first_eval = result.original_window[0] if result.original_window else None
+    relative: dict[str, Any] = {}
+    distribution: dict[str, Any] = {}
+    episodes: dict[str, Any] = {}
+    calendar: dict[str, Any] = {}
+    reference = None
+    for model, rows in port.groupby("model", sort=False):
+        rows = rows.sort_values("decision_month").set_index("target_month")
+        reference = rows if reference is None or len(rows) > len(reference) else reference
+        rate_source = rows["risk_free"] if rf is None else rf
+        rel_m, dist_m, dd_m = {}, {}, {}
+        for period, part in _periods(rows, first_eval).items():
+            rate = _aligned_rf(rate_source, part.index)
+            r = part[[c for _, c in RETURN_COLUMNS]].to_numpy(dtype=np.float64).T  # (2, T): gross, net
+            against = [_against(r, part[column].to_numpy(dtype=np.float64), rate, name)
+                       for name, column in REFERENCES]
+            dist = distribution_metrics(r)
+            for i, (suffix, column) in enumerate(RETURN_COLUMNS):
+                rel_m[period + suffix] = {k: v for figures in against for k, v in figures[i].items()}
+                dist_m[period + suffix] = _numbers(dist, i)
+                dd_m[period + suffix] = _drawdown_doc(worst_drawdowns(part[column], N_DRAWDOWNS))
+        relative[str(model)], distribution[str(model)], episodes[str(model)] = rel_m, dist_m, dd_m
+        years = calendar_year_returns(rows["portfolio_return"], rows["benchmark_return"], rows["equal_weight_return"],
+                                      extra={"return_net": rows["portfolio_return_net"]})
+        years["active_net"] = years["return_net"] - years["benchmark"]
+        calendar[str(model)] = {str(year): {k: _number(v) for k, v in row.items()} for year, row in years.iterrows()}
+    if reference is not None:
+        rate_source = reference["risk_free"] if rf is None else rf
+        for name, column in REFERENCES:
+            distribution[name], episodes[name] = {}, {}
+            for period, part in _periods(reference, first_eval).items():
+                values = part[column].to_numpy(dtype=np.float64)
+                distribution[name][period] = _numbers(distribution_metrics(values))
+                episodes[name][period] = _drawdown_doc(worst_drawdowns(part[column], N_DRAWDOWNS))
+        relative["equal_weight"] = {
+            period: _against(part[["equal_weight_return"]].to_numpy(dtype=np.float64).T,
+                             part["benchmark_return"].to_numpy(dtype=np.float64),
+                             _aligned_rf(rate_source, part.index), "benchmark")[0]
+            for period, part in _periods(reference, first_eval).items()}
+    significance: dict[str, Any] = {}
+    frames = [result.forecasts]
+    if result.baselines is not None:
+        frames.append(result.baselines[~result.baselines["model"].isin(set(result.forecasts["model"]))])
+    every = pd.concat(frames, ignore_index=True)
+    for model, rows in every[every["realised"].notna()].groupby("model", sort=False):
+        ic = rank_ic(rows).to_numpy(dtype=np.float64)
+        test = newey_west_mean_test(ic) if len(ic) > 1 else None
+        significance[str(model)] = {
+            "rank_ic_mean": _number(ic.mean()) if len(ic) else None,
+            "rank_ic_t_newey_west": None if test is None else _number(test.t),
+            "rank_ic_p_newey_west": None if test is None else _number(test.p),
+            "rank_ic_newey_west_lag": None if test is None else test.lag,
+            "rank_ic_months": len(ic)}
+    return {"relative": {"models": relative}, "distribution": {"models": distribution},
+            "drawdowns": {"models": episodes}, "calendar_years": {"models": calendar},
+            "significance": {"by_model": significance}}
+
+
+def _drawdown_doc(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {str(ep["rank"]): {k: (_number(v) if k == "depth" else v) for k, v in ep.items() if k != "rank"}
+            for ep in episodes}
+
+
+def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, rf: pd.Series | None = None, *,
+                             column: str = "sharpe_net") -> dict[str, Any]:
+    """Deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the best combination of a sweep.
+
+    ``sweep``: :func:`job.backtest.sweep_result`'s table (model, threshold, factor, shrinkage, mode,
+    cost_bps, ``column``...). The trials are its rows (every model x combination): N = rows with a
+    finite ``column``, ``V[SR]`` = their sample variance (ddof 1) of the monthly Sharpe ratio
+    (annual / sqrt(12)). The best row's returns are rebuilt from ``result.forecasts`` with
+    :func:`job.strategy.run_strategy` (net of costs for a ``_net`` column) to get T, the skewness and
+    kurtosis (population moments, not excess) of its excess returns. Returns ``{"by_model": {model:
+    {...}, "all_models": {...}}}``: each with ``dsr`` (a probability), ``sharpe`` and
+    ``expected_max_sharpe`` (annualised), ``n_trials``, ``sharpe_variance`` (annualised units), ``months``,
+    ``skew``, ``kurtosis``, ``threshold``, ``factor``, ``shrinkage`` and ``best_model``.
+    """
+    table = sweep[np.isfinite(sweep[column].to_numpy(dtype=np.float64))]
+    if "model" not in table:
+        models = list(dict.fromkeys(result.forecasts["model"]))
+        if len(models) != 1:
+            raise ValueError("a sweep table without a model column needs a single-model result")
+        table = table.assign(model=models[0])
+    out: dict[str, Any] = {}
+    groups = [(str(m), rows) for m, rows in table.groupby("model", sort=False)] + [("all_models", table)]
+    for name, rows in groups:
+        if rows.empty:
+            continue
+        out[name] = _deflated_best(result, rows, rf, column)
+    return {"by_model": out}
+
+
+def _deflated_best(result: Any, rows: pd.DataFrame, rf: pd.Series | None, column: str) -> dict[str, Any]:
+    from job.significance import deflated_sharpe, population_moments
+    from job.strategy import StrategyParams, run_strategy
+
+    root = math.sqrt(MONTHS_PER_YEAR)
+    sharpes = rows[column].to_numpy(dtype=np.float64)
+    best = rows.iloc[int(np.argmax(sharpes))]
+    model = str(best["model"])
+    forecasts = result.forecasts[result.forecasts["model"] == model]
+    pred = forecasts.pivot(index="decision_month", columns="asset", values="predicted")
+    real = forecasts.pivot(index="decision_month", columns="asset", values="realised")[pred.columns]
+    port = result.portfolio[result.portfolio["model"] == model].set_index("decision_month")
+    months = pd.PeriodIndex(pred.index)
+    rate = (port["risk_free"].reindex(months).to_numpy(dtype=np.float64) if rf is None
+            else _aligned_rf(rf, months + 1))
+    params = StrategyParams(threshold=float(best["threshold"]), factor=float(best["factor"]),
+                            shrinkage=float(best["shrinkage"]), mode=str(best.get("mode", result.params.mode)),
+                            cost_bps=float(best.get("cost_bps", result.params.cost_bps)))
+    run = run_strategy(pred.to_numpy(dtype=np.float64), real.to_numpy(dtype=np.float64), params, rate)
+    excess = (run.net_return if column.endswith("_net") else run.gross_return) - rate
+    skew, kurt = population_moments(excess)
+    variance = float(np.var(sharpes / root, ddof=1)) if len(sharpes) > 1 else 0.0
+    d = deflated_sharpe(float(best[column]) / root, variance, len(sharpes), len(excess), skew, kurt)
+    return {"dsr": _number(d.dsr), "sharpe": _number(d.sharpe * root),
+            "expected_max_sharpe": _number(d.expected_max_sharpe * root), "n_trials": d.n_trials,
+            "sharpe_variance": _number(variance * MONTHS_PER_YEAR), "months": d.n_obs, "skew": _number(skew),
+            "kurtosis": _number(kurt), "threshold": _number(params.threshold), "factor": _number(params.factor),
+            "shrinkage": _number(params.shrinkage), "best_model": model}

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from job.config import Settings
 from job.errors import ConfigError
 from job.models.base import Forecaster
-from job.models.baselines import HistoricalMeanForecaster, PersistenceForecaster
+from job.models.baselines import HistoricalMeanForecaster, MomentumForecaster, PersistenceForecaster
 from job.models.ensemble import EnsembleForecaster
 from job.models.linear import RidgeForecaster
 from job.models.lstm import LSTMForecaster
 from job.models.tree import TreeForecaster
 
-MODEL_NAMES = ("persistence", "historical-mean", "ridge", "tree", "lstm", "ensemble")
+MODEL_NAMES = ("persistence", "historical-mean", "momentum", "ridge", "tree", "lstm", "ensemble")
 BASELINES = ("persistence", "historical-mean")
 
 
@@ -21,7 +21,8 @@ def build_model(name: str, settings: Settings, *, return_feature_index: Sequence
                 members: dict[str, Forecaster] | None = None) -> Forecaster:
     """An unfitted forecaster ``name`` configured from ``settings.models``.
 
-    ``return_feature_index``: positions of the ``ret:<ASSET>`` features (persistence reads them).
+    ``return_feature_index``: positions of the ``ret:<ASSET>`` features (persistence and momentum read
+    them). Momentum's window is ``models.momentum_months`` (12) skipping ``models.momentum_skip_months`` (1).
     ``members`` (ensemble only): fitted or unfitted members; default: unfitted members built from
     ``settings.models.ensemble_members``. Raises ConfigError for an unknown name.
     """
@@ -31,6 +32,10 @@ def build_model(name: str, settings: Settings, *, return_feature_index: Sequence
                                      cv_splits=m.cv_splits)
     if name == "historical-mean":
         return HistoricalMeanForecaster(cv_splits=m.cv_splits)
+    if name == "momentum":
+        return MomentumForecaster(return_feature_index=tuple(int(i) for i in return_feature_index),
+                                  months=_model_setting(settings, "momentum_months", 12),
+                                  skip=_model_setting(settings, "momentum_skip_months", 1), cv_splits=m.cv_splits)
     if name == "ridge":
         return RidgeForecaster(alphas=tuple(float(a) for a in m.ridge_alphas), cv_splits=m.cv_splits)
     if name == "tree":
@@ -47,6 +52,18 @@ def build_model(name: str, settings: Settings, *, return_feature_index: Sequence
                        for member in ensemble_member_names(settings)}
         return EnsembleForecaster(members=dict(members), weighting=m.ensemble_weighting)
     raise ConfigError(f"unknown model {name!r}", hint=f"choose from {', '.join(MODEL_NAMES)}")
+
+
+def _model_setting(settings: Settings, key: str, default: int) -> int:
+    """``settings.models.<key>``, or ``default`` while the settings class does not declare it.
+
+    (``models.momentum_months`` = 12 and ``models.momentum_skip_months`` = 1 are meant for the settings
+    class and ``job/defaults.toml``; until they land there the constructor's defaults apply.)
+    """
+    value = getattr(settings.models, key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"configuration key models.{key} must be int, not {value!r}")
+    return value
 
 
 def ensemble_member_names(settings: Settings) -> list[str]:
