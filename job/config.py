@@ -1,25 +1,39 @@
 """Configuration: package defaults < TOML file < ``ROTATION_*`` environment < command-line flags.
 
-The effective configuration is a plain nested dict validated into frozen dataclasses (:class:`Settings`).
-Keys unknown to the defaults are rejected (exit code 2), so a typo never silently does nothing.
-Secrets (``FRED_API_KEY``, AWS credentials) are read only from the environment, never from files, and
-:func:`masked_environment` is what ``config show`` prints of them.
+:class:`Settings` is a frozen pydantic-settings model: its sources are the package defaults
+(``job/defaults.toml``), the ``--config`` TOML file, the environment (:class:`RotationEnvironment`) and
+the flags (init arguments), deep-merged in that order and validated by pydantic. Any problem is a
+:class:`~job.errors.ConfigError` (exit 2) in one line that names the key, the value, what was expected and
+where the value came from, so a typo never silently does nothing. Secrets (``FRED_API_KEY``, AWS
+credentials) are read only from the environment, never from files, and :func:`masked_environment` is what
+``config show`` prints of them.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import os
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
+import typing
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from job.errors import ConfigError
 
-SOURCES = ("yahoo", "fred", "fred-md", "snapshot", "sample")
+SOURCES = ("yahoo", "fred", "fred-md", "snapshot", "sample", "file")
 SECRET_ENV = ("FRED_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # Short environment names for the settings a container sets most (documented in the README).
 ENV_SHORT = {
@@ -39,183 +53,171 @@ ENV_NOT_KEYS = {"ROTATION_AS_OF", "ROTATION_LOG_FORMAT", "ROTATION_CONFIG", "ROT
                 "ROTATION_GLOBAL_ARGS", "ROTATION_HOME", "ROTATION_CACHE_DIR",
                 # read by the Swift test fixture (tests/s3_server.py)
                 "ROTATION_REQUIRE_SWIFT"}
+# Kubernetes service links: a Service named ``rotation`` (or ``rotation-*``) in the pod's namespace injects
+# ROTATION_SERVICE_HOST, ROTATION_SERVICE_PORT[_<NAME>], ROTATION_PORT and ROTATION_PORT_<N>_<PROTO>[_PROTO|
+# _PORT|_ADDR]. They are never configuration keys (those always contain "__" or are in ENV_SHORT).
+SERVICE_LINK = re.compile(r"ROTATION_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT"
+                          r"|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)")
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 DEFAULT_SNAPSHOT = Path("../shared/data")
 
-
-def default_config() -> dict[str, Any]:
-    """The package defaults (``job/defaults.toml``) as a fresh dict."""
-    text = resources.files("job").joinpath("defaults.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+NonNegative = Annotated[int, Field(ge=0)]
 
 
-def deep_merge(base: dict[str, Any], override: Mapping[str, Any], *, where: str,
-               allow_new: tuple[str, ...] = ("universes", "refit_months")) -> dict[str, Any]:
-    """Return ``base`` updated by ``override``; unknown keys raise ConfigError naming ``where``.
-
-    Keys under ``allow_new`` tables (user-defined universes, per-model refit intervals) may be new.
-    """
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if key not in out:
-            if any(part in allow_new for part in where.split(".")) or where.rsplit(".", maxsplit=1)[-1] in allow_new:
-                out[key] = copy.deepcopy(value)
-                continue
-            raise ConfigError(f"unknown configuration key {where}.{key}".replace("config.", ""),
-                              hint="see `rotation config show` for the valid keys")
-        if isinstance(out[key], dict):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"configuration key {where}.{key} must be a table")
-            out[key] = deep_merge(out[key], value, where=f"{where}.{key}", allow_new=allow_new)
-        else:
-            out[key] = value
-    return out
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _coerce(text: str, kind: str, name: str) -> Any:
-    """Parse an environment string into ``kind``, the type of the setting it replaces.
+class FileSource(_Section):
+    """A universe's own data files for ``--source file`` (checked and read by job/sources/files.py)."""
 
-    ``kind`` is the field's annotation (``"float"``, ``"list[float]"``...): a float setting whose default
-    happens to be written as an integer still accepts ``2.5``, and list items get the element type.
-    """
-    try:
-        if kind == "bool":
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind in _SCALARS and kind not in ("str", "bool"):
-            return _SCALARS[kind](text)
-        if kind.startswith("list"):
-            inner = kind[5:-1] if kind.startswith("list[") else "str"
-            parse = _SCALARS.get(inner, str) if inner != "bool" else str
-            return [parse(item.strip()) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={text!r} is not a valid {kind}") from None
-    return text
+    path: str                    # one long table, or a pattern with {asset}: one file per asset
+    kind: Literal["prices", "returns"]
+    unit: Literal["fraction", "percent"] | None = None   # monthly returns: required
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    date_column: str = "date"
+    asset_column: str = "asset"
+    value_column: str = "value"
 
 
-def env_overrides(base: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Overrides from ``ROTATION_*`` variables: short names and ``ROTATION_SECTION__KEY``."""
-    out: dict[str, Any] = {}
-    for name, value in sorted(environ.items()):
-        if not name.startswith("ROTATION_") or name in ENV_NOT_KEYS:
-            continue
-        if name in ENV_SHORT:
-            section, key = ENV_SHORT[name]
-        elif "__" in name:
-            section, _, key = name[len("ROTATION_"):].lower().partition("__")
-            section = section.replace("_", "-") if section not in base else section
-        else:
-            raise ConfigError(f"unknown environment variable {name}",
-                              hint="use ROTATION_<SECTION>__<KEY>, e.g. ROTATION_STRATEGY__THRESHOLD")
-        if section not in base or key not in base[section]:
-            raise ConfigError(f"environment variable {name} names no configuration key {section}.{key}")
-        kind = _field_kinds().get(section, {}).get(key) or type(base[section][key]).__name__
-        out.setdefault(section, {})[key] = _coerce(value, kind, name)
-    return out
-
-
-@dataclass(frozen=True)
-class Universe:
+class Universe(_Section):
     """Assets traded (ticker -> sector name, in order) and the benchmark, one of them."""
 
-    name: str
+    name: str = Field(default="", exclude=True)  # the key of its [universes.NAME] table
     assets: dict[str, str]
     benchmark: str
+    file: FileSource | None = None  # [universes.NAME.file]: the data of --source file
 
     @property
     def tickers(self) -> list[str]:
         return list(self.assets)
 
+    @model_validator(mode="after")
+    def _benchmark_is_an_asset(self) -> Universe:
+        if not self.assets:
+            raise ValueError(f"universe {self.name!r} needs an [universes.{self.name}.assets] table of "
+                             "ticker = sector")
+        if self.benchmark not in self.assets:
+            raise ValueError(f"universe {self.name!r}: benchmark {self.benchmark!r} is not one of its assets")
+        return self
 
-@dataclass(frozen=True)
-class Paths:
+
+class Paths(_Section):
     warehouse: str
     store: str
     snapshot_dir: str
 
 
-@dataclass(frozen=True)
-class DataSettings:
+class DataSettings(_Section):
     source: str
     universe: str
     start: str
-    publication_lag_months: int
-    market_lag_months: int
-    fresh_tolerance_months: int
-    min_fresh_share: float
-    max_staleness_months: int
+    publication_lag_months: NonNegative
+    market_lag_months: NonNegative
+    fresh_tolerance_months: NonNegative
+    min_fresh_share: float = Field(gt=0, le=1)
+    max_staleness_months: NonNegative
     fred_md_vintages: list[str]
     fred_series: list[str]
     extra_fred_series: list[str]
-    download_timeout_s: float
+    download_timeout_s: float = Field(gt=0)
+    retry_attempts: int = Field(default=5, ge=1)  # network sources: attempts on a timeout, 429 or 5xx
+    retry_initial_wait_s: float = Field(default=1.0, ge=0)
     sample_seed: int
 
+    @field_validator("source")
+    @classmethod
+    def _known_sources(cls, value: str) -> str:
+        # a comma-separated combination (yahoo,fred-md: live prices + macro) is a valid source too
+        if not value.strip() or any(part.strip() not in SOURCES for part in value.split(",")):
+            raise ValueError(f"data.source must be one of {', '.join(SOURCES)} (or a comma-separated combination)")
+        return value
 
-@dataclass(frozen=True)
-class ModelSettings:
+    @field_validator("start")
+    @classmethod
+    def _a_month(cls, value: str) -> str:
+        from job.months import parse_month
+
+        try:
+            parse_month(value)
+        except ConfigError as exc:
+            raise ValueError(exc.one_line()) from None
+        return value
+
+
+class ModelSettings(_Section):
     enabled: list[str]
-    lookback_months: int
+    lookback_months: int = Field(ge=1)
     seed: int
-    cv_splits: int
+    cv_splits: int = Field(ge=2)
     ridge_alphas: list[float]
     tree_max_leaf_nodes: list[int]
     tree_min_samples_split: list[int]
     tree_min_samples_leaf: list[int]
     tree_fixed: bool
-    lstm_preset: str
-    lstm_epochs: int
-    lstm_patience: int
-    lstm_batch_size: int
-    lstm_validation_share: float
-    ensemble_weighting: str
+    lstm_preset: Literal["small", "seed"]
+    lstm_epochs: int = Field(ge=1)
+    lstm_patience: int = Field(ge=1)
+    lstm_batch_size: int = Field(ge=1)
+    lstm_validation_share: float = Field(gt=0, lt=1)
+    ensemble_weighting: Literal["equal", "inverse-mae"]
     ensemble_members: list[str]
+    momentum_months: int = Field(default=12, ge=1)  # momentum baseline: window incl. the skipped months
+    momentum_skip_months: int = Field(default=1, ge=0)
     report_model: str
-    on_corrupt_model: str
-    refit_months: dict[str, int]
+    on_corrupt_model: Literal["retrain", "fail"]
+    refit_months: dict[str, int]  # model -> months a stored model is reused; new models may be added
 
 
-@dataclass(frozen=True)
-class StrategySettings:
+class StrategySettings(_Section):
     threshold: float
-    factor: float
-    shrinkage: float
-    mode: str
-    cost_bps: float
+    factor: float = Field(ge=1)
+    shrinkage: float = Field(ge=0, le=1)
+    mode: Literal["normalised", "levered"]
+    cost_bps: float = Field(ge=0)
 
 
-@dataclass(frozen=True)
-class BacktestSettings:
-    scheme: str
-    min_train_months: int
-    static_train_share: float
+class BacktestSettings(_Section):
+    scheme: Literal["walk-forward", "static"]
+    min_train_months: int = Field(ge=12)
+    static_train_share: float = Field(gt=0, lt=1)
     original_sortino_rf: float
     n_jobs: int
-    tune_months: int
+    tune_months: int = Field(ge=1)
 
 
-@dataclass(frozen=True)
-class StoreSettings:
+class StoreSettings(_Section):
     endpoint_url: str
     region: str
     path_style: bool
-    retention_runs: int
-    lock_lease_s: int
-    lock_wait_s: float
-    connect_timeout_s: float
-    read_timeout_s: float
-    max_attempts: int
+    retention_runs: int = Field(ge=0)
+    lock_lease_s: int = Field(gt=0)
+    lock_wait_s: float = Field(ge=0)
+    connect_timeout_s: float = Field(gt=0)
+    read_timeout_s: float = Field(gt=0)
+    max_attempts: int = Field(ge=1)
 
 
-@dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(_Section):
     default_model: str
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The effective configuration of one invocation."""
+@dataclass
+class _Load:
+    """What one :func:`load_settings` call reads, and the sources it built (to say where a value came from)."""
+
+    config_file: Path | None = None
+    environ: Mapping[str, str] | None = None
+    sources: list[PydanticBaseSettingsSource] = field(default_factory=list)
+
+
+_LOAD: ContextVar[_Load | None] = ContextVar("rotation_settings_load", default=None)
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one invocation (immutable; :meth:`with_overrides` makes a copy)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
 
     paths: Paths
     data: DataSettings
@@ -225,7 +227,36 @@ class Settings:
     backtest: BacktestSettings
     store: StoreSettings
     report: ReportSettings
-    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @field_validator("universes", mode="before")
+    @classmethod
+    def _name_universes(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        named = {}
+        for name, table in value.items():
+            if isinstance(table, Mapping):
+                if "name" in table:
+                    raise ValueError(f"universes.{name}.name is not a key: a universe is named by its table")
+                table = {**table, "name": name}
+            named[name] = table
+        return named
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest priority first: flags, ``ROTATION_*``, the ``--config`` file, the package defaults."""
+        load = _LOAD.get() or _Load()
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, RotationEnvironment(settings_cls, os.environ if load.environ is None else load.environ)]
+        if load.config_file is not None:
+            sources.append(ConfigFile(settings_cls, load.config_file))
+        sources.append(TomlConfigSettingsSource(settings_cls, DEFAULTS_FILE))
+        load.sources = sources
+        return tuple(sources)
 
     def universe(self, source: str | None = None) -> Universe:
         """The configured universe, or the source's default one (snapshot -> vanguard-etf)."""
@@ -244,109 +275,172 @@ class Settings:
         return DEFAULT_SNAPSHOT if DEFAULT_SNAPSHOT.is_dir() else None
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
-        """A copy with ``{section: {key: value}}`` overrides applied (CLI flags)."""
-        return build_settings(deep_merge(self.raw, overrides, where="flag"))
+        """A copy with ``{section: {key: value}}`` overrides applied (CLI flags), validated again."""
+        merged = _merge(self.model_dump(), overrides)
+        try:
+            return type(self).model_validate(merged)
+        except ValidationError as exc:
+            raise _config_error(exc, [_set_in(overrides, "a command-line flag")]) from None
 
 
-_SCALARS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
-_SECTIONS: dict[str, type] = {"paths": Paths, "data": DataSettings, "models": ModelSettings,
-                              "strategy": StrategySettings, "backtest": BacktestSettings,
-                              "store": StoreSettings, "report": ReportSettings}
+class ConfigFile(TomlConfigSettingsSource):
+    """The ``--config`` TOML file; unlike the plain TOML source, a missing or broken file is an error."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self.path = path
+        if not path.is_file():
+            reason = "is a folder" if path.is_dir() else "no such file"
+            raise ConfigError(f"cannot read configuration file {path}: {reason}")
+        super().__init__(settings_cls, path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            return tomllib.loads(Path(file_path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {file_path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"configuration file {file_path} is not valid TOML: {exc}") from None
 
 
-def _field_kinds() -> dict[str, dict[str, str]]:
-    """Section -> key -> annotation of the settings dataclasses (``"float"``, ``"list[str]"``...)."""
-    return {name: {f.name: str(f.type) for f in fields(cls)} for name, cls in _SECTIONS.items()}
+class RotationEnvironment(PydanticBaseSettingsSource):
+    """``ROTATION_<SECTION>__<KEY>`` (deeper tables with more ``__``) and the short names in ENV_SHORT.
 
-
-def _conform(value: Any, kind: str, where: str) -> Any:
-    """``value`` checked against the annotation ``kind`` (an int widened to float); ConfigError otherwise.
-
-    Without this a wrong type in a TOML file (``lookback_months = "twelve"``) surfaced later as an
-    unexpected TypeError (exit 1) instead of a configuration error (exit 2).
+    A list setting takes a comma-separated value (``ridge,tree``) or a JSON list; pydantic converts the
+    strings to each key's type. Variables read elsewhere (ENV_NOT_KEYS) and Kubernetes service links
+    (SERVICE_LINK) are skipped; any other ``ROTATION_*`` variable is an error, so a typo never passes.
     """
-    if kind.startswith("list[") and kind.endswith("]"):
-        if not isinstance(value, list):
-            raise ConfigError(f"configuration key {where} must be a list ({kind}), not {value!r}")
-        return [_conform(item, kind[5:-1], where) for item in value]
-    if kind.startswith("dict[str, ") and kind.endswith("]"):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"configuration key {where} must be a table ({kind}), not {value!r}")
-        return {str(k): _conform(v, kind[10:-1], f"{where}.{k}") for k, v in value.items()}
-    expected = _SCALARS.get(kind)
-    if expected is None:
-        return value
-    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, expected) and (kind == "bool" or not isinstance(value, bool)):
-        return value
-    raise ConfigError(f"configuration key {where} must be {kind}, not {value!r}")
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+        self.origins: dict[tuple[str, ...], str] = {}  # key path -> the variable that set it
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ maps every variable itself
+
+    def origin(self, path: tuple[Any, ...]) -> str | None:
+        """The variable that set ``path``, a table above it or a key below it, if any."""
+        return next((name for set_path, name in self.origins.items()
+                     if set_path[:len(path)] == path or path[:len(set_path)] == set_path), None)
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in sorted(self.environ.items()):
+            if not name.startswith("ROTATION_") or name in ENV_NOT_KEYS:
+                continue
+            if name in ENV_SHORT:
+                path: tuple[str, ...] = ENV_SHORT[name]
+            elif "__" in name:
+                path = tuple(name[len("ROTATION_"):].lower().split("__"))
+            elif SERVICE_LINK.fullmatch(name):
+                continue
+            else:
+                raise ConfigError(f"unknown environment variable {name}",
+                                  hint="use ROTATION_<SECTION>__<KEY>, e.g. ROTATION_STRATEGY__THRESHOLD")
+            *tables, key = path
+            target = out
+            for table in tables:
+                target = target.setdefault(table, {})
+                if not isinstance(target, dict):
+                    raise ConfigError(f"environment variable {name} sets inside {'.'.join(tables)}, "
+                                      "which another variable sets whole")
+            target[key] = _env_value(name, value, _annotation(path))
+            self.origins[path] = f"environment variable {name}"
+        return out
 
 
-def _section(cls: type, data: Mapping[str, Any], name: str) -> Any:
-    names = {f.name: str(f.type) for f in fields(cls)}
-    missing = set(names) - set(data)
-    if missing:
-        raise ConfigError(f"configuration section [{name}] lacks {sorted(missing)}")
-    try:
-        return cls(**{k: _conform(data[k], kind, f"{name}.{k}") for k, kind in names.items()})
-    except TypeError as exc:
-        raise ConfigError(f"configuration section [{name}]: {exc}") from None
+def _env_value(name: str, text: str, annotation: Any) -> Any:
+    """A list or table setting from one string (JSON, or comma-separated items); other values as given."""
+    container = typing.get_origin(annotation) in (list, dict) or _model(annotation) is not None
+    if container and text.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"environment variable {name}={text!r} is not valid JSON: {exc}") from None
+    if typing.get_origin(annotation) is list:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
 
 
-def _universe(name: str, data: Mapping[str, Any]) -> Universe:
-    assets = data.get("assets")
-    benchmark = data.get("benchmark")
-    if not isinstance(assets, Mapping) or not assets:
-        raise ConfigError(f"universe {name!r} needs an [universes.{name}.assets] table of ticker = sector")
-    if benchmark not in assets:
-        raise ConfigError(f"universe {name!r}: benchmark {benchmark!r} is not one of its assets")
-    return Universe(name=name, assets={str(k): str(v) for k, v in assets.items()}, benchmark=str(benchmark))
+def _model(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def _check(settings: Settings) -> None:
-    d, m, s, b = settings.data, settings.models, settings.strategy, settings.backtest
-    checks: list[tuple[bool, str]] = [
-        # a comma-separated combination (yahoo,fred-md: live prices + macro) is a valid source too
-        (bool(d.source.strip()) and all(part.strip() in SOURCES for part in d.source.split(",")),
-         f"data.source must be one of {', '.join(SOURCES)} (or a comma-separated combination), not {d.source!r}"),
-        (d.publication_lag_months >= 0, "data.publication_lag_months must be >= 0"),
-        (0 < d.min_fresh_share <= 1, "data.min_fresh_share must be in (0, 1]"),
-        (m.lookback_months >= 1, "models.lookback_months must be >= 1"),
-        (m.lstm_preset in ("small", "seed"), "models.lstm_preset must be small or seed"),
-        (m.ensemble_weighting in ("equal", "inverse-mae"), "models.ensemble_weighting: equal|inverse-mae"),
-        (m.on_corrupt_model in ("retrain", "fail"), "models.on_corrupt_model must be retrain or fail"),
-        (0 <= s.shrinkage <= 1, "strategy.shrinkage must be in [0, 1]"),
-        (s.factor >= 1, "strategy.factor must be >= 1"),
-        (s.mode in ("normalised", "levered"), "strategy.mode must be normalised or levered"),
-        (s.cost_bps >= 0, "strategy.cost_bps must be >= 0"),
-        (b.scheme in ("walk-forward", "static"), "backtest.scheme must be walk-forward or static"),
-        (b.min_train_months >= 12, "backtest.min_train_months must be >= 12"),
-        (0 < b.static_train_share < 1, "backtest.static_train_share must be in (0, 1)"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    from job.months import parse_month
-
-    parse_month(d.start)
+def _annotation(path: tuple[Any, ...]) -> Any:
+    """The annotation of the setting at ``path`` (``("models", "ridge_alphas")`` -> ``list[float]``), or None."""
+    annotation: Any = Settings
+    for part in path:
+        model = _model(annotation)
+        if model is not None:
+            info = model.model_fields.get(str(part))
+            if info is None:
+                return None
+            annotation = info.annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        elif typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return None
+    return annotation
 
 
-def build_settings(raw: dict[str, Any]) -> Settings:
-    """Validate a merged configuration dict into :class:`Settings` (ConfigError on any problem)."""
-    settings = Settings(
-        paths=_section(Paths, raw["paths"], "paths"),
-        data=_section(DataSettings, raw["data"], "data"),
-        universes={name: _universe(name, u) for name, u in raw["universes"].items()},
-        models=_section(ModelSettings, raw["models"], "models"),
-        strategy=_section(StrategySettings, raw["strategy"], "strategy"),
-        backtest=_section(BacktestSettings, raw["backtest"], "backtest"),
-        store=_section(StoreSettings, raw["store"], "store"),
-        report=_section(ReportSettings, raw["report"], "report"),
-        raw=raw,
-    )
-    _check(settings)
-    return settings
+def _type_name(annotation: Any) -> str:
+    if _model(annotation) is not None or typing.get_origin(annotation) is dict:
+        return "table"
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, tables merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        out[key] = _merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+Origin = Callable[[tuple[Any, ...]], str | None]  # key path -> where its value came from, or None
+
+
+def _set_in(data: Mapping[str, Any], label: str) -> Origin:
+    """An :data:`Origin` for one plain layer (flags, a TOML file): ``label`` when ``path`` is set in ``data``."""
+    def origin(path: tuple[Any, ...]) -> str | None:
+        node: Any = data
+        try:
+            for part in path:
+                node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+        return label
+    return origin
+
+
+_TYPE_ERRORS = ("_type", "_parsing", "int_from_float")
+
+
+def _config_error(exc: ValidationError, layers: list[Origin]) -> ConfigError:
+    """The first problem of a pydantic error as one line: key, value, what was expected, where it came from."""
+    errors = exc.errors(include_url=False)
+    error = errors[0]
+    path = tuple(error["loc"])
+    key = ".".join(str(part) for part in path)
+    origin = next((found for found in (layer(path) for layer in layers) if found), None)
+    where = f" (from {origin})" if origin else ""
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    if error["type"] == "extra_forbidden":
+        extra = "; secrets are read only from the environment" if path[0] == "secrets" else ""
+        return ConfigError(f"unknown configuration key {key}{where}{extra}{more}",
+                           hint="`rotation config show` lists the valid keys")
+    if error["type"] == "missing":
+        return ConfigError(f"configuration key {key} is missing{where}{more}")
+    value = error.get("input")
+    shown = "" if isinstance(value, Mapping) else f" = {value!r}"
+    if error["type"].endswith(_TYPE_ERRORS):
+        expected = _type_name(_annotation(path))
+        return ConfigError(f"configuration key {key}{shown}{where} is not a valid {expected}{more}")
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Input ")
+    return ConfigError(f"configuration key {key}{shown}{where}: {message}{more}")
 
 
 def load_settings(config_file: str | Path | None = None,
@@ -354,23 +448,23 @@ def load_settings(config_file: str | Path | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Settings:
     """Defaults < ``config_file`` < ``ROTATION_*`` in ``environ`` < ``overrides`` (CLI flags)."""
     environ = os.environ if environ is None else environ
-    raw = default_config()
     config_file = config_file or environ.get("ROTATION_CONFIG") or None
-    if config_file:
-        path = Path(config_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
-        try:
-            file_cfg = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-        raw = deep_merge(raw, file_cfg, where="config")
-    raw = deep_merge(raw, env_overrides(raw, environ), where="env")
-    if overrides:
-        raw = deep_merge(raw, overrides, where="flag")
-    return build_settings(raw)
+    load = _Load(config_file=Path(config_file) if config_file else None, environ=environ)
+    token = _LOAD.set(load)
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        layers = [_set_in(overrides or {}, "a command-line flag")]
+        for source in load.sources:  # highest priority first
+            if isinstance(source, RotationEnvironment):
+                layers.append(source.origin)
+            elif isinstance(source, TomlConfigSettingsSource):
+                label = (f"configuration file {source.path}" if isinstance(source, ConfigFile)
+                         else f"the package defaults {DEFAULTS_FILE}")
+                layers.append(_set_in(source.toml_data, label))
+        raise _config_error(exc, layers) from None
+    finally:
+        _LOAD.reset(token)
 
 
 def masked_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -385,8 +479,6 @@ def masked_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
 
 def settings_as_dict(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data (for ``config show``, the report and manifests)."""
-    out = {f.name: asdict(getattr(settings, f.name)) for f in fields(settings)
-           if f.name not in ("raw", "universes")}
-    out["universes"] = {name: {"benchmark": u.benchmark, "assets": u.assets}
-                        for name, u in settings.universes.items()}
+    out = settings.model_dump(exclude={"universes"})
+    out["universes"] = {name: universe.model_dump(exclude_none=True) for name, universe in settings.universes.items()}
     return out
