@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from job.errors import ConfigError, DataError, UpstreamUnavailable
-from job.sources.fredmd import parse_fredmd, read_text, read_vintages
+from job.sources.fredmd import NOT_A_PANEL, parse_fredmd, read_text, read_vintages, scan_folder
 
 # A tiny panel in the 2019-10 vintage's style: old name VXOCLSx, one series the catalogue does not know,
 # a ragged last month and a blank tail row.
@@ -53,7 +53,10 @@ def test_tcode_mismatch_is_reported() -> None:
     ("", "not a FRED-MD CSV"),
     (PANEL.replace("8/1/2019", "2019-08-01"), "bad date '2019-08-01'"),
     (PANEL.replace("8/1/2019", "7/1/2019"), "duplicated date 2019-07-01"),
-    (PANEL.replace("109.94", "n/a"), "non-numeric value 'n/a' in column INDPRO"),
+    (PANEL.replace("109.94", "n/a"), "line 4: value 'n/a' in column INDPRO is not a number"),
+    (PANEL.replace("109.94", "1e300"), "line 4: value '1e300' in column INDPRO is beyond"),
+    (PANEL.replace("109.94", "inf"), "line 4: value 'inf' in column INDPRO is not finite"),
+    (PANEL.replace("Transform:,5,1", "Transform:,9,1"), "line 2: transformation code '9' for INDPRO"),
     (PANEL.replace("Transform:,5,1", "Transform:,five,1"), "transformation code"),
 ])
 def test_bad_panels_are_data_errors(text: str, needle: str) -> None:
@@ -101,3 +104,46 @@ def test_real_vintages_parse(snapshot_dir: Path) -> None:
     old = frame[(frame["vintage"] == "2019-10")]
     assert "VIXCLSx" in set(old["series"]) and "VXOCLSx" not in set(old["series"])
     assert not frame.duplicated(["series", "period", "vintage"]).any()
+
+
+def test_rows_past_a_named_or_configured_vintage_are_data_errors() -> None:
+    with pytest.raises(DataError, match=r"line 5: row dated 2019-09 runs past the vintage 2019-09 \(named"):
+        parse_fredmd(PANEL, origin="x/2019-09.csv")
+    with pytest.raises(DataError, match=r"runs past the vintage 2019-08 \(configured\)"):
+        parse_fredmd(PANEL, origin="x/current.csv", vintage="2019-08")
+    _, details = parse_fredmd(PANEL, origin="x/2019-12.csv")       # a ragged end: the later, named month
+    assert details["vintage"] == "2019-12"
+
+
+def test_current_csv_is_read_by_content_and_other_files_are_skipped(tmp_path: Path, caplog) -> None:
+    """FRED-MD is recognised by content: current.csv is used, a dictionary and a note are skipped, logged."""
+    (tmp_path / "current.csv").write_text(PANEL)
+    (tmp_path / "dictionary.csv").write_bytes("id,tcode,fred,description\n1,5,RPI,Real \u00a7\n".encode("cp1252"))
+    (tmp_path / "notes.txt").write_text("downloaded 2019-10-15\n")
+    with caplog.at_level("INFO", logger="rotation"):
+        scan = scan_folder(tmp_path)
+    assert scan.used == [str(tmp_path / "current.csv")]
+    assert scan.skipped == {str(tmp_path / "dictionary.csv"): NOT_A_PANEL, str(tmp_path / "notes.txt"): NOT_A_PANEL}
+    text = caplog.text
+    assert "current.csv: used" in text and "dictionary.csv: skipped, not a FRED-MD panel" in text
+    frame, details = read_vintages(scan.used, 5)
+    assert details[0]["vintage"] == "2019-10" and details[0]["vintage_from"] == "the month after its last row"
+    frame, details = read_vintages([f"{tmp_path / 'current.csv'}#2019-11"], 5)
+    assert details[0]["vintage"] == "2019-11" and set(frame["vintage"]) == {"2019-11"}
+
+
+def test_snapshot_folder_with_current_csv(tmp_path: Path, snapshot_dir: Path) -> None:
+    """The published name current.csv is read (it was silently skipped); the ingest lists skipped files."""
+    import shutil
+
+    from job.config import load_settings
+    from job.sources.snapshot import fetch_snapshot
+
+    folder = tmp_path / "snap"
+    shutil.copytree(snapshot_dir, folder, ignore=shutil.ignore_patterns("README.md", "2019-10.csv"))
+    (folder / "fred-md" / "2025-02.csv").rename(folder / "fred-md" / "current.csv")
+    settings = load_settings(environ={})
+    data = fetch_snapshot(settings, settings.universe("snapshot"), folder, prices=False)
+    assert [v["vintage"] for v in data.details["vintages"]] == ["2025-02"]
+    assert list(data.details["fred_md_skipped"]) == [str(folder / "fred-md" / "dictionary.csv")]
+    assert data.prices is None and data.macro is not None
