@@ -231,23 +231,14 @@ class Settings(BaseSettings):
     @field_validator("universes", mode="before")
     @classmethod
     def _name_universes(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping):
-            return value
-        named = {}
-        for name, table in value.items():
-            if isinstance(table, Mapping):
-                if "name" in table:
-                    raise ValueError(f"universes.{name}.name is not a key: a universe is named by its table")
-                table = {**table, "name": name}
-            named[name] = table
-        return named
+        if isinstance(value, Mapping) and any(isinstance(t, Mapping) and "name" in t for t in value.values()):
+            raise ValueError("a universe is named by its table: [universes.NAME] has no name key")
+        return {name: {**table, "name": name} if isinstance(table, Mapping) else table
+                for name, table in value.items()} if isinstance(value, Mapping) else value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         """Highest priority first: flags, ``ROTATION_*``, the ``--config`` file, the package defaults."""
         load = _LOAD.get() or _Load()
         sources: list[PydanticBaseSettingsSource] = [
@@ -340,10 +331,9 @@ class RotationEnvironment(PydanticBaseSettingsSource):
             *tables, key = path
             target = out
             for table in tables:
-                target = target.setdefault(table, {})
-                if not isinstance(target, dict):
-                    raise ConfigError(f"environment variable {name} sets inside {'.'.join(tables)}, "
-                                      "which another variable sets whole")
+                if not isinstance(target.get(table), dict):
+                    target[table] = {}
+                target = target[table]
             target[key] = _env_value(name, value, _annotation(path))
             self.origins[path] = f"environment variable {name}"
         return out
@@ -351,44 +341,24 @@ class RotationEnvironment(PydanticBaseSettingsSource):
 
 def _env_value(name: str, text: str, annotation: Any) -> Any:
     """A list or table setting from one string (JSON, or comma-separated items); other values as given."""
-    container = typing.get_origin(annotation) in (list, dict) or _model(annotation) is not None
-    if container and text.lstrip().startswith(("[", "{")):
+    container = typing.get_origin(annotation)
+    if container in (list, dict) and text.lstrip().startswith(("[", "{")):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"environment variable {name}={text!r} is not valid JSON: {exc}") from None
-    if typing.get_origin(annotation) is list:
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return text
+    return [item.strip() for item in text.split(",") if item.strip()] if container is list else text
 
 
-def _model(annotation: Any) -> type[BaseModel] | None:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
-def _annotation(path: tuple[Any, ...]) -> Any:
+def _annotation(path: tuple[str, ...]) -> Any:
     """The annotation of the setting at ``path`` (``("models", "ridge_alphas")`` -> ``list[float]``), or None."""
     annotation: Any = Settings
     for part in path:
-        model = _model(annotation)
-        if model is not None:
-            info = model.model_fields.get(str(part))
-            if info is None:
-                return None
-            annotation = info.annotation
-        elif typing.get_origin(annotation) is dict:
-            annotation = typing.get_args(annotation)[1]
-        elif typing.get_origin(annotation) is list:
-            annotation = typing.get_args(annotation)[0]
-        else:
+        fields = getattr(annotation, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
             return None
+        annotation = fields[part].annotation
     return annotation
-
-
-def _type_name(annotation: Any) -> str:
-    if _model(annotation) is not None or typing.get_origin(annotation) is dict:
-        return "table"
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -416,11 +386,8 @@ def _set_in(data: Mapping[str, Any], label: str) -> Origin:
     return origin
 
 
-_TYPE_ERRORS = ("_type", "_parsing", "int_from_float")
-
-
 def _config_error(exc: ValidationError, layers: list[Origin]) -> ConfigError:
-    """The first problem of a pydantic error as one line: key, value, what was expected, where it came from."""
+    """The first problem of a pydantic error in one line: key, value, where it came from, what was expected."""
     errors = exc.errors(include_url=False)
     error = errors[0]
     path = tuple(error["loc"])
@@ -436,9 +403,6 @@ def _config_error(exc: ValidationError, layers: list[Origin]) -> ConfigError:
         return ConfigError(f"configuration key {key} is missing{where}{more}")
     value = error.get("input")
     shown = "" if isinstance(value, Mapping) else f" = {value!r}"
-    if error["type"].endswith(_TYPE_ERRORS):
-        expected = _type_name(_annotation(path))
-        return ConfigError(f"configuration key {key}{shown}{where} is not a valid {expected}{more}")
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Input ")
     return ConfigError(f"configuration key {key}{shown}{where}: {message}{more}")
 

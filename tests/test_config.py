@@ -115,8 +115,9 @@ def test_config_file_from_the_environment(rotation, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "needles"), [
     ("[strategy]\nthreshhold = 0.2\n", ["unknown configuration key strategy.threshhold", "bad.toml"]),
     ("[nosuchsection]\nx = 1\n", ["unknown configuration key nosuchsection", "bad.toml"]),
-    ("[models]\nlookback_months = \"twelve\"\n", ["models.lookback_months = 'twelve'", "not a valid int"]),
-    ("[strategy]\nfactor = [1, 2]\n", ["strategy.factor = [1, 2]", "not a valid float"]),
+    ("[models]\nlookback_months = \"twelve\"\n",
+     ["models.lookback_months = 'twelve'", "should be a valid integer", "bad.toml"]),
+    ("[strategy]\nfactor = [1, 2]\n", ["strategy.factor = [1, 2]", "should be a valid number"]),
     ("[strategy]\nmode = \"yolo\"\n", ["strategy.mode = 'yolo'", "'normalised' or 'levered'"]),
     ("[universes.mine]\nbenchmark = \"XLK\"\n[universes.mine.assets]\nSPY = \"S&P 500\"\n",
      ["benchmark 'XLK' is not one of its assets"]),
@@ -144,10 +145,10 @@ def test_missing_config_file_exits_2(rotation, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "value", "needles"), [
     ("ROTATION_STRATEGY__THRESHOLD", "high",
-     ["strategy.threshold = 'high'", "environment variable ROTATION_STRATEGY__THRESHOLD", "not a valid float"]),
-    ("ROTATION_MODELS__LOOKBACK_MONTHS", "2.5", ["models.lookback_months = '2.5'", "not a valid int"]),
-    ("ROTATION_STORE__PATH_STYLE", "maybe", ["store.path_style = 'maybe'", "not a valid bool"]),
-    ("ROTATION_MODELS__RIDGE_ALPHAS", "1,ten", ["'ten'", "ROTATION_MODELS__RIDGE_ALPHAS", "not a valid float"]),
+     ["strategy.threshold = 'high'", "environment variable ROTATION_STRATEGY__THRESHOLD", "should be a valid number"]),
+    ("ROTATION_MODELS__LOOKBACK_MONTHS", "2.5", ["models.lookback_months = '2.5'", "should be a valid integer"]),
+    ("ROTATION_STORE__PATH_STYLE", "maybe", ["store.path_style = 'maybe'", "should be a valid boolean"]),
+    ("ROTATION_MODELS__RIDGE_ALPHAS", "1,ten", ["'ten'", "ROTATION_MODELS__RIDGE_ALPHAS", "should be a valid number"]),
     ("ROTATION_STRATEGY__NOPE", "1",
      ["unknown configuration key strategy.nope", "environment variable ROTATION_STRATEGY__NOPE"]),
     ("ROTATION_STRATEGY__THRESHLD", "0.2", ["unknown configuration key strategy.threshld"]),
