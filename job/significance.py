@@ -5,7 +5,7 @@ arrays of the leading shape. p-values are two-sided and asymptotic (standard nor
 standard library's :class:`statistics.NormalDist` (no SciPy at run time).
 
 Newey-West lag rule (used wherever a lag is not given): ``L = floor(4 (T / 100) ** (2 / 9))`` (Newey and
-West 1994's rule of thumb for the Bartlett kernel): 4 for T = 100..285 months, 3 for T = 28..99.
+West 1994's rule of thumb for the Bartlett kernel): 3 for T = 28..99 months, 4 for T = 100..272, 5 from 273.
 """
 
 from __future__ import annotations
