@@ -208,7 +208,7 @@ def test_fred_recorded_observations(monkeypatch, fred_server, tmp_path: Path) ->
     assert set(indpro["vintage"]) == {"alfred:2024-02-15", "alfred:2024-03-15", "alfred:2024-04-16",
                                       "alfred:2024-05-15"}
 
-    warehouse.ingest(tmp_path / "w.duckdb", data, Universe("one", {"SPY": "S&P 500"}, "SPY"))
+    warehouse.ingest(tmp_path / "w.duckdb", data, Universe(name="one", assets={"SPY": "S&P 500"}, benchmark="SPY"))
     with warehouse.connect(tmp_path / "w.duckdb", read_only=True) as con:
         avail = con.execute("SELECT series, period, vintage, value, available_at FROM macro_available(1, 0) "
                             "ORDER BY series, period, available_at").df()
@@ -266,3 +266,121 @@ def test_process_exits_at_the_deadline_not_when_the_call_returns() -> None:
             "except UpstreamUnavailable:\n    sys.exit(4)\n")
     done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True, check=False)
     assert done.returncode == 4
+
+
+# --- retries (issue 16): 429 then 200 from a local server ---------------------------------------------------
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    """Answers 429 (or 503) to the first ``failures`` requests, then serves ``body``."""
+
+    failures: ClassVar[int] = 1
+    status: ClassVar[int] = 429
+    body: ClassVar[bytes] = b""
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.path)
+        if len(self.seen) <= self.failures:
+            self.send_response(self.status)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            self.wfile.write(b"Too Many Requests")
+            return
+        series = parse_qs(urlparse(self.path).query).get("series_id", [""])[0]
+        files = sorted(DATA.glob(f"fred_{series}*.xml")) if series else []
+        body = files[0].read_bytes() if files else self.body
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[tuple[str, type[_FlakyHandler]]]:
+    handler = type("Flaky", (_FlakyHandler,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_fredmd_url_retries_429_then_reads(flaky_server) -> None:
+    from job.sources.fredmd import read_vintages
+
+    url, handler = flaky_server
+    handler.body = b"sasdate,INDPRO\nTransform:,5\n8/1/2019,109.9\n9/1/2019,109.5\n"
+    frame, details = read_vintages([f"{url}/current.csv"], 10, attempts=3, initial_wait_s=0.01)
+    assert len(handler.seen) == 2
+    assert details[0]["vintage"] == "2019-10" and len(frame) == 2
+
+
+def test_fredmd_url_exhausted_retries_exit_4(rotation, flaky_server, tmp_path: Path) -> None:
+    url, handler = flaky_server
+    handler.failures, handler.status = 100, 503
+    result = rotation("--warehouse", str(tmp_path / "w.duckdb"), "ingest", "--source", "fred-md",
+                      env={"ROTATION_DATA__FRED_MD_VINTAGES": f"{url}/current.csv",
+                           "ROTATION_DATA__RETRY_ATTEMPTS": "3", "ROTATION_DATA__RETRY_INITIAL_WAIT_S": "0.01"})
+    assert result.exit_code == 4
+    assert "failed after retries (HTTP 503)" in result.error
+    assert len(handler.seen) == 3
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_fredmd_url_not_found_is_not_retried(flaky_server) -> None:
+    from job.sources.fredmd import read_text
+
+    url, handler = flaky_server
+    handler.status = 404
+    with pytest.raises(UpstreamUnavailable, match="cannot download FRED-MD"):
+        read_text(f"{url}/current.csv", 10, attempts=5, initial_wait_s=0.01)
+    assert len(handler.seen) == 1
+
+
+def test_fred_retries_429_then_reads(monkeypatch, flaky_server) -> None:
+    """One rate-limited ALFRED call among many no longer fails the ingest."""
+    monkeypatch.setenv("FRED_API_KEY", "abcdefabcdefabcdefabcdefabcdef12")
+    url, handler = flaky_server
+    settings = _settings(fred_series=["INDPRO"], extra_fred_series=["VIXCLS"], download_timeout_s=10.0,
+                         retry_attempts=3, retry_initial_wait_s=0.01)
+    data = fetch_fred(settings, root_url=f"{url}/fred")
+    assert len(handler.seen) == 3                       # 429, then INDPRO, then VIXCLS
+    assert sorted(data.macro["series"].unique()) == ["INDPRO", "VIXCLS"]
+
+
+def test_fred_exhausted_retries_are_upstream_unavailable(monkeypatch, flaky_server) -> None:
+    monkeypatch.setenv("FRED_API_KEY", "abcdefabcdefabcdefabcdefabcdef12")
+    url, handler = flaky_server
+    handler.failures = 100
+    settings = _settings(fred_series=["INDPRO"], extra_fred_series=[], download_timeout_s=10.0,
+                         retry_attempts=2, retry_initial_wait_s=0.01)
+    with pytest.raises(UpstreamUnavailable, match=r"FRED INDPRO failed after retries \(HTTP 429\)") as info:
+        fetch_fred(settings, root_url=f"{url}/fred")
+    assert info.value.exit_code == 4
+    assert len(handler.seen) == 2
+
+
+def test_yahoo_retries_a_rate_limited_download(monkeypatch, tmp_path: Path) -> None:
+    """yfinance records a 429 instead of raising: the download is retried, then succeeds."""
+    from yfinance import shared
+
+    calls: list[int] = []
+    index = pd.to_datetime(["2024-01-30", "2024-01-31"])
+    good = pd.concat({"Close": pd.DataFrame({"SPY": [1.0, 1.1]}, index=index)}, axis=1)
+
+    def download(*args: object, **kwargs: object) -> pd.DataFrame:
+        calls.append(1)
+        if len(calls) == 1:
+            shared._ERRORS = {"SPY": "YFRateLimitError('Too Many Requests. Rate limited. Try after a while.')"}
+            return pd.DataFrame()
+        shared._ERRORS = {}
+        return good
+
+    monkeypatch.setattr("job.sources.yahoo._download", download)
+    universe = Universe(name="one", assets={"SPY": "S&P 500"}, benchmark="SPY")
+    data = fetch_yahoo(_settings(retry_attempts=3, retry_initial_wait_s=0.01), universe)
+    assert len(calls) == 2 and len(data.prices) == 2

@@ -172,7 +172,7 @@ def parse_fredmd(text: str, *, origin: str, vintage: str | None = None) -> tuple
         raise fail(origin, f"duplicated date {periods.iloc[i].date()}", line=body_lines[i])
     values = body.iloc[:, 1:].apply(lambda c: c.str.strip()).replace({"": None})
     numeric = values.apply(pd.to_numeric, errors="coerce")
-    bad_mask = (numeric.isna() & values.notna()).to_numpy()
+    bad_mask = (numeric.isna() & values.notna()).to_numpy().copy()
     arr = numeric.to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         bad_mask |= ~np.isfinite(arr) & ~np.isnan(arr)

@@ -93,7 +93,7 @@ def with_retries(fn: Callable[[], T], *, what: str, deadline_at: float, attempts
     A non-transient exception propagates unchanged at once (the caller maps it); exhausted retries raise
     UpstreamUnavailable naming the last failure.
     """
-    backoff = tenacity.wait_exponential_jitter(initial=initial_wait_s, max=MAX_WAIT_S, jitter=initial_wait_s)
+    backoff = tenacity.wait_exponential_jitter(multiplier=initial_wait_s, max=MAX_WAIT_S, jitter=initial_wait_s)
 
     def wait(state: tenacity.RetryCallState) -> float:
         asked = retry_after(state.outcome.exception() if state.outcome else None)
