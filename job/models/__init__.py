@@ -13,17 +13,17 @@ from job.models.ensemble import EnsembleForecaster
 from job.models.factory import BASELINES, MODEL_NAMES, build_model, ensemble_member_names, parse_model_names
 from job.models.linear import RidgeForecaster
 from job.models.lstm import PRESETS, SEED_PARAMETERS, LSTMForecaster, build_network
-from job.models.registry import (
-    CorruptModel,
-    ModelRegistry,
+from job.models.registry import CorruptModel, ModelRegistry, config_fingerprint, data_fingerprint
+from job.models.training import (
+    FORECAST_COLUMNS,
     TrainedModel,
-    config_fingerprint,
-    data_fingerprint,
+    fit_model,
+    forecast_frame,
     train_models,
     train_or_load,
     train_or_load_result,
+    training_data,
 )
-from job.models.training import FORECAST_COLUMNS, fit_model, forecast_frame, training_data
 from job.models.tree import ORIGINAL_TREE, TreeForecaster
 
 __all__ = [

@@ -1,29 +1,35 @@
-"""The model registry: fitted models in the artifact store, in safe formats, found by freshness.
+"""The model registry: fitted models in the artifact store, in safe formats, addressed by their identity.
 
 Layout (the same in a local folder and under ``s3://bucket/prefix``)::
 
-    models/<name>/train_end=YYYY-MM/<fingerprint>/
+    models/<name>/train_end=YYYY-MM/<fit_id>/
         model.skops        scikit-learn forecasters (persistence, historical-mean, ridge, tree)
         network.keras      the LSTM's Keras network (weights, no optimizer state)
         state.json         the LSTM's scalers and fitted attributes
         ensemble.json      the ensemble's weights and the prefixes of its stored members
-        metadata.json      written last: parameters, training window, fingerprints, feature names,
-                           assets, validation metrics, library versions, sha256 and size of each file
+        metadata.json      written last: identity, parameters, training window, fingerprints, feature
+                           names, assets, validation metrics, library versions, sha256 and size of each file
+        forecasts/<digest>.json   forecasts this fit made: per decision month, the fingerprint of the
+                           feature window it read and one predicted return per asset (exact floats)
 
-``train_end`` is the as-of month the model was trained for (its last label month is at or before it);
-``<fingerprint>`` hashes the configuration and the data, so retraining the same thing rewrites the same
-folder. Nothing read from storage is unpickled: skops loads with an explicit list of trusted types and
-Keras loads with ``safe_mode=True``. A file whose checksum does not match its metadata raises
-:class:`CorruptModel`; :func:`train_or_load` then retrains or fails per ``models.on_corrupt_model``.
+``train_end`` is the fit month: the last label month the fit may see. ``<fit_id>`` is the fit's identity
+(:func:`fit_identity`): the model, its configuration fingerprint, the fingerprint of its exact training
+rows (:class:`RowDigests`), the library versions, and how its hyperparameters were chosen (searched, or
+carried from an earlier searched fit) or, for the ensemble, its members' identities. The same identity
+is the same fit, wherever and whenever it was computed: a walk-forward fold, the live fit of the as-of
+month, a Dask worker's task. A data revision changes the identity of exactly the fits whose training rows
+it touches. Nothing read from storage is unpickled: skops loads with an explicit list of trusted types
+and Keras loads with ``safe_mode=True``. A file whose checksum does not match its metadata raises
+:class:`CorruptModel`; the caller then refits or fails per ``models.on_corrupt_model``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
 import tempfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -38,9 +44,8 @@ from job.errors import ConfigError, ExitCode, RotationError
 from job.logs import get_logger
 from job.models.base import Forecaster, array_from_json, array_to_json
 from job.models.ensemble import EnsembleForecaster
-from job.models.factory import BASELINES, MODEL_NAMES, ensemble_member_names
+from job.models.factory import MODEL_NAMES, ensemble_member_names
 from job.models.lstm import LSTMForecaster
-from job.models.training import fit_model
 from job.months import month_str, parse_month
 from job.store.base import ArtifactNotFound, Store
 
@@ -52,7 +57,10 @@ SKOPS_FILE = "model.skops"
 KERAS_FILE = "network.keras"
 STATE_FILE = "state.json"
 ENSEMBLE_FILE = "ensemble.json"
-FORMAT_VERSION = 2  # bump when a stored layout changes: old models then stop matching and are retrained
+FORECASTS_DIR = "forecasts"
+# Bump when a stored layout or a model's code changes what a fit learns: every identity changes, so old
+# fits stop matching and are refitted (the package version is part of the identity too).
+FORMAT_VERSION = 3
 
 # Types a stored scikit-learn forecaster may contain beyond skops' own defaults (numpy, builtins and
 # scikit-learn's Pipeline, StandardScaler, Ridge, DecisionTreeRegressor). Anything else is refused.
@@ -66,6 +74,10 @@ TRUSTED_TYPES = (
     "sklearn.tree._tree.Tree",
 )
 LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas", "keras", "tensorflow", "tensorflow-cpu", "sector-rotation")
+# The libraries whose versions are part of a fit's identity (what the numbers depend on; skops and pandas
+# only carry them). Keras and TensorFlow only for the LSTM, so a TensorFlow upgrade keeps ridge's fits.
+IDENTITY_LIBRARIES = ("python", "numpy", "scikit-learn", "sector-rotation")
+KERAS_LIBRARIES = ("keras", "tensorflow", "tensorflow-cpu")
 
 
 class CorruptModel(RotationError):
@@ -125,8 +137,92 @@ def data_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
+class RowDigests:
+    """Per-month digests of a dataset's feature rows and labels, for fingerprinting training rows cheaply.
+
+    A fold's training set ``X`` (windows of ``lookback`` feature rows) and ``y`` (labels) are a function of
+    the feature rows from ``lookback - 1`` months before its first row to its last row, and the labels of
+    its rows: hashing those rows (with the months, feature names, assets and lookback) fingerprints the
+    exact ``X`` and ``y`` bytes without building them (building and hashing 173 folds' ``X`` would cost
+    about 0.4 GB of hashing per model on the real data).
+    """
+
+    def __init__(self, dataset: Dataset, lookback: int) -> None:
+        self.lookback = int(lookback)
+        self.months = dataset.months
+        features = np.ascontiguousarray(dataset.features.to_numpy(dtype=np.float64))
+        labels = np.ascontiguousarray(dataset.labels().to_numpy(dtype=np.float64))
+        self._features = [hashlib.sha256(row.tobytes()).digest() for row in features]
+        self._labels = [hashlib.sha256(row.tobytes()).digest() for row in labels]
+        self._labelled = ~np.isnan(labels).any(axis=1)
+        self._month_text = [month_str(m) for m in self.months]
+        self._header = json.dumps({"features": dataset.feature_names, "assets": dataset.assets,
+                                   "lookback": self.lookback}).encode()
+
+    def training_positions(self, as_of: pd.Period) -> np.ndarray:
+        """Row positions of :meth:`Dataset.training_set` ``(lookback, as_of)``: label month <= ``as_of``."""
+        pos = np.arange(self.lookback - 1, len(self.months))
+        last = self.months.get_indexer(pd.PeriodIndex([as_of - 1]))[0]
+        if last < 0:  # as_of - 1 is outside the data: every row, or none
+            last = len(self.months) - 1 if len(self.months) and as_of - 1 > self.months[-1] else -1
+        pos = pos[pos <= last]
+        return pos[self._labelled[pos]]
+
+    def rows(self, as_of: pd.Period) -> tuple[str, pd.PeriodIndex]:
+        """``(fingerprint, row months)`` of the training rows with label month <= ``as_of``."""
+        pos = self.training_positions(as_of)
+        h = hashlib.sha256(self._header)
+        if len(pos):
+            for i in range(max(0, int(pos[0]) - self.lookback + 1), int(pos[-1]) + 1):
+                h.update(self._month_text[i].encode() + self._features[i])
+            for i in pos:
+                h.update(b"y" + self._month_text[i].encode() + self._labels[i])
+        return h.hexdigest()[:16], self.months[pos]
+
+    def window(self, month: pd.Period) -> str:
+        """Fingerprint of the feature window ending at ``month`` (what a forecast for it reads)."""
+        i = int(self.months.get_indexer(pd.PeriodIndex([month]))[0])
+        if i < self.lookback - 1:
+            raise ValueError(f"no full {self.lookback}-month feature window for {month_str(month)}")
+        h = hashlib.sha256(self._header)
+        for j in range(i - self.lookback + 1, i + 1):
+            h.update(self._month_text[j].encode() + self._features[j])
+        return h.hexdigest()[:16]
+
+
+def fit_identity(*, name: str, config: str, rows: str, libraries: dict[str, str], search: bool | None = None,
+                 carried_from: str | None = None, members: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    """``(fit_id, identity)``: the 16-hex-digit identity of one fit, and what it hashes.
+
+    ``search``: the fit searched its hyperparameters (None: the model has none to search);
+    ``carried_from``: the fit_id of the searched fit whose choice this refit carries; ``members``: an
+    ensemble's members' fit_ids.
+    """
+    identity: dict[str, Any] = {"format": FORMAT_VERSION, "model": name, "config": config, "rows": rows,
+                                "libraries": dict(sorted(libraries.items()))}
+    if search is not None:
+        identity["search"] = bool(search)
+    if carried_from is not None:
+        identity["carried_from"] = carried_from
+    if members:
+        identity["members"] = dict(sorted(members.items()))
+    return _sha256(json.dumps(identity, sort_keys=True).encode())[:16], identity
+
+
+def identity_libraries(name: str) -> dict[str, str]:
+    """The library versions that are part of model ``name``'s fit identity."""
+    versions = library_versions()
+    wanted = IDENTITY_LIBRARIES + (KERAS_LIBRARIES if name == "lstm" else ())
+    return {k: v for k, v in versions.items() if k in wanted}
+
+
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries a stored model depends on."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
@@ -150,56 +246,72 @@ class ModelRegistry:
 
     def save(self, model: Forecaster, *, name: str, train_end: str, data_fingerprint: str,
              config_fingerprint: str, feature_names: list[str], assets: list[str], metrics: dict[str, Any],
-             training_window: dict[str, Any] | None = None, member_prefixes: dict[str, str] | None = None) -> str:
-        """Store fitted ``model``; return its prefix ``models/<name>/train_end=YYYY-MM/<fingerprint>``.
+             training_window: dict[str, Any] | None = None, member_prefixes: dict[str, str] | None = None,
+             fit_id: str | None = None, identity: dict[str, Any] | None = None) -> str:
+        """Store fitted ``model``; return its prefix ``models/<name>/train_end=YYYY-MM/<fit_id>``.
 
-        Model files are written first and ``metadata.json`` (with each file's sha256) last, so a prefix
-        without metadata is never found. An ensemble stores references to its members, which must be
-        stored already: ``member_prefixes`` maps each member name to its prefix.
+        ``fit_id``/``identity`` come from :func:`fit_identity`; without them the folder is named by a hash
+        of the configuration, ``data_fingerprint`` and ``train_end`` (a model stored outside the
+        walk-forward's identities, e.g. by a test). An ensemble stores references to its members, which
+        must be stored already: ``member_prefixes`` maps each member name to its prefix.
         """
         train_end = month_str(parse_month(train_end))
-        fingerprint = _sha256(f"{config_fingerprint}|{data_fingerprint}|{train_end}".encode())[:16]
-        prefix = f"{ROOT}/{name}/train_end={train_end}/{fingerprint}"
-        files = self._serialise(model, member_prefixes)
-        for filename, data in files.items():
-            self.store.put_bytes(f"{prefix}/{filename}", data)
-        meta = {
-            "name": name, "format_version": FORMAT_VERSION, "class": type(model).__name__,
-            "params": _plain_params(model), "best_params": getattr(model, "best_params_", None),
-            "train_end": train_end, "training_window": training_window or {},
-            "data_fingerprint": data_fingerprint, "config_fingerprint": config_fingerprint,
-            "fingerprint": fingerprint, "feature_names": list(feature_names), "assets": list(assets),
-            "validation_mae": dict(zip(assets, (float(v) for v in model.validation_mae_), strict=True)),
-            "validation_mae_mean": float(np.mean(model.validation_mae_)),
-            "metrics": metrics, "members": member_prefixes or {},
-            "files": {fn: {"sha256": _sha256(data), "bytes": len(data)} for fn, data in files.items()},
-            "library_versions": library_versions(),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        self.store.put_bytes(f"{prefix}/{METADATA}", _json_bytes(meta), "application/json")
-        log.info("saved %s", prefix, extra={"fields": {"model": name, "train_end": train_end}})
+        if fit_id is None:
+            fit_id = _sha256(f"{config_fingerprint}|{data_fingerprint}|{train_end}".encode())[:16]
+        prefix = fit_prefix(name, train_end, fit_id)
+        meta = {**model_summary(model, assets), "name": name, "train_end": train_end,
+                "training_window": training_window or {}, "data_fingerprint": data_fingerprint,
+                "config_fingerprint": config_fingerprint, "fingerprint": fit_id, "fit_id": fit_id,
+                "identity": identity or {}, "rows_fingerprint": (identity or {}).get("rows"),
+                "feature_names": list(feature_names), "assets": list(assets), "metrics": metrics,
+                "members": member_prefixes or {}}
+        self.save_serialised(prefix, serialise_model(model, member_prefixes), meta)
         return prefix
 
-    def _serialise(self, model: Forecaster, member_prefixes: dict[str, str] | None) -> dict[str, bytes]:
-        if isinstance(model, LSTMForecaster):
-            with tempfile.TemporaryDirectory(prefix="rotation-keras-") as tmp:
-                path = Path(tmp) / KERAS_FILE
-                model.portable_network().save(path)
-                network = path.read_bytes()
-            return {KERAS_FILE: network, STATE_FILE: _json_bytes(model.state())}
-        if isinstance(model, EnsembleForecaster):
-            missing = sorted(set(model.members_) - set(member_prefixes or {}))
-            if missing:
-                raise ValueError(f"save the ensemble's members first; no stored prefix for {missing}")
-            state = {"weighting": model.weighting, "weights": model.weights_,
-                     "members": {n: (member_prefixes or {})[n] for n in model.members_},
-                     "n_steps": model.n_steps_, "n_features": model.n_features_in_, "n_assets": model.n_assets_,
-                     "validation_mae": array_to_json(model.validation_mae_),
-                     "validation_predictions": array_to_json(model.validation_predictions_)}
-            return {ENSEMBLE_FILE: _json_bytes(state)}
-        import skops.io
+    def save_serialised(self, prefix: str, files: dict[str, bytes], meta: dict[str, Any]) -> None:
+        """Write a fit's ``files`` (from :func:`serialise_model`), then ``metadata.json``: ``meta`` plus
+        each file's sha256 and size, the library versions and the time. Metadata last: a prefix without
+        it is never found."""
+        for filename, data in files.items():
+            self.store.put_bytes(f"{prefix}/{filename}", data)
+        meta = {**meta, "format_version": FORMAT_VERSION,
+                "files": {fn: {"sha256": _sha256(data), "bytes": len(data)} for fn, data in files.items()},
+                "library_versions": library_versions(),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.store.put_bytes(f"{prefix}/{METADATA}", _json_bytes(meta), "application/json")
+        log.info("saved %s", prefix, extra={"fields": {"model": meta.get("name"), "train_end": meta.get("train_end")}})
 
-        return {SKOPS_FILE: skops.io.dumps(model)}
+    # -- forecasts made by a fit -----------------------------------------------------------------------
+
+    def save_forecasts(self, prefix: str, assets: list[str], rows: list[tuple[str, str, np.ndarray]], *,
+                       fit_seconds: float | None = None) -> str:
+        """Store forecasts that fit ``prefix`` made: ``rows`` of (decision month, window fingerprint,
+        predicted returns). One small JSON file per call, named by its content (floats written exactly,
+        as Python's repr writes them); a repeated call rewrites the same file. Returns its key."""
+        body = [{"decision_month": m, "window": w, "predicted": [float(v) for v in p]} for m, w, p in rows]
+        key = f"{prefix}/{FORECASTS_DIR}/{_sha256(json.dumps(body, sort_keys=True).encode())[:16]}.json"
+        doc = {"assets": list(assets), "fit_seconds": fit_seconds, "rows": body}
+        self.store.put_bytes(key, json.dumps(doc, sort_keys=True).encode(), "application/json")
+        return key
+
+    def forecasts(self, keys: list[str], assets: list[str]) -> tuple[dict[tuple[str, str], np.ndarray],
+                                                                     float | None]:
+        """The forecasts stored in ``keys`` (one fit's forecast files) for ``assets``:
+        ``({(decision month, window fingerprint): predicted}, fit seconds)``. Unreadable or differently
+        shaped files are skipped with a warning (their months are then forecast again)."""
+        out: dict[tuple[str, str], np.ndarray] = {}
+        seconds = None
+        for key in keys:
+            try:
+                doc = json.loads(self.store.get_bytes(key))
+                if doc["assets"] != list(assets):
+                    continue
+                for row in doc["rows"]:
+                    out[(row["decision_month"], row["window"])] = np.asarray(row["predicted"], dtype=np.float64)
+                seconds = doc.get("fit_seconds", seconds)
+            except (ArtifactNotFound, ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping stored forecasts %s: %s", key, type(exc).__name__)
+        return out, seconds
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -306,14 +418,17 @@ class ModelRegistry:
         return sorted(k[: -len(METADATA) - 1] for k in keys if k.endswith(f"/{METADATA}"))
 
     def find(self, name: str, *, as_of: str | pd.Period, refit_months: int, config_fingerprint: str,
-             feature_names: list[str], assets: list[str] | None = None) -> str | None:
-        """The newest compatible stored model, or None.
+             dataset: Dataset, lookback: int) -> str | None:
+        """The newest stored fit of ``name`` that ``dataset`` still vouches for, or None.
 
-        Compatible: same config fingerprint and feature names (and assets when given), and
-        ``train_end <= as_of`` with ``as_of - train_end < refit_months`` (refit 1: only this month's).
+        Compatible: same config fingerprint, feature names and assets as ``dataset``; ``train_end <= as_of``
+        with ``as_of - train_end < refit_months`` (refit 1: only this month's); and the fingerprint of its
+        training rows equal to that of ``dataset``'s rows up to its ``train_end``
+        (:class:`RowDigests`): a fit made before a data revision that touched its rows is not returned.
         Unreadable metadata is skipped with a warning (load() reports it when asked directly).
         """
         as_of = parse_month(as_of)
+        digests = RowDigests(dataset, lookback)
         candidates = []
         for prefix in self.prefixes(name):
             part = next((p for p in prefix.split("/") if p.startswith("train_end=")), None)
@@ -334,13 +449,54 @@ class ModelRegistry:
                 log.warning("skipping stored model: %s", exc.one_line())
                 continue
             if (meta.get("config_fingerprint") != config_fingerprint
-                    or meta.get("feature_names") != list(feature_names)
-                    or (assets is not None and meta.get("assets") != list(assets))):
+                    or meta.get("feature_names") != dataset.feature_names
+                    or meta.get("assets") != dataset.assets
+                    or meta.get("rows_fingerprint") != digests.rows(train_end)[0]):
                 continue
             key = (month_str(train_end), str(meta.get("created_at", "")))
             if best is None or key > best[0]:
                 best = (key, prefix)
         return best[1] if best is not None else None
+
+
+def fit_prefix(name: str, train_end: str, fit_id: str) -> str:
+    """Where fit ``fit_id`` of model ``name`` with fit month ``train_end`` (YYYY-MM) is stored."""
+    return f"{ROOT}/{name}/train_end={train_end}/{fit_id}"
+
+
+def serialise_model(model: Forecaster, member_prefixes: dict[str, str] | None = None) -> dict[str, bytes]:
+    """A fitted model as files in safe formats: skops for scikit-learn, .keras and JSON for the LSTM, JSON
+    references to stored members for the ensemble (``member_prefixes`` must name every member)."""
+    if isinstance(model, LSTMForecaster):
+        with tempfile.TemporaryDirectory(prefix="rotation-keras-") as tmp:
+            path = Path(tmp) / KERAS_FILE
+            model.portable_network().save(path)
+            network = path.read_bytes()
+        return {KERAS_FILE: network, STATE_FILE: _json_bytes(model.state())}
+    if isinstance(model, EnsembleForecaster):
+        missing = sorted(set(model.members_) - set(member_prefixes or {}))
+        if missing:
+            raise ValueError(f"save the ensemble's members first; no stored prefix for {missing}")
+        state = {"weighting": model.weighting, "weights": model.weights_,
+                 "members": {n: (member_prefixes or {})[n] for n in model.members_},
+                 "n_steps": model.n_steps_, "n_features": model.n_features_in_, "n_assets": model.n_assets_,
+                 "validation_mae": array_to_json(model.validation_mae_),
+                 "validation_predictions": array_to_json(model.validation_predictions_)}
+        return {ENSEMBLE_FILE: _json_bytes(state)}
+    import skops.io
+
+    return {SKOPS_FILE: skops.io.dumps(model)}
+
+
+def model_summary(model: Forecaster, assets: list[str]) -> dict[str, Any]:
+    """What a fit's metadata says about the fitted model: class, parameters, chosen hyperparameters,
+    validation error per asset (JSON-ready; computed where the model was fitted, e.g. a Dask worker)."""
+    mae = np.asarray(model.validation_mae_, dtype=np.float64)
+    mean = float(np.mean(mae))
+    return {"class": type(model).__name__, "params": _plain_params(model),
+            "best_params": getattr(model, "best_params_", None),
+            "validation_mae": dict(zip(assets, (float(v) if np.isfinite(v) else None for v in mae), strict=True)),
+            "validation_mae_mean": mean if np.isfinite(mean) else None}
 
 
 def _plain_params(model: Forecaster) -> dict[str, Any]:
@@ -355,98 +511,13 @@ def _plain_params(model: Forecaster) -> dict[str, Any]:
     return out
 
 
-# -- the train-or-load policy ------------------------------------------------------------------------
+def training_window(months: pd.PeriodIndex) -> dict[str, Any]:
+    """The decision and label months a model was fitted on (for its metadata)."""
+    return {"first_decision_month": month_str(months[0]), "last_decision_month": month_str(months[-1]),
+            "first_label_month": month_str(months[0] + 1), "last_label_month": month_str(months[-1] + 1),
+            "rows": len(months)}
 
 
-@dataclass
-class TrainedModel:
-    """A fitted model ready to forecast, where it is stored, and whether it was reused."""
-
-    name: str
-    model: Forecaster
-    prefix: str
-    reused: bool
-    fit_seconds: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def train_or_load(name: str, dataset: Dataset, settings: Settings, as_of: str | pd.Period,
-                  registry: ModelRegistry, *, data_fingerprint: str, force: bool = False,
-                  members: dict[str, TrainedModel] | None = None) -> tuple[Forecaster, str, bool]:
-    """``(model, prefix, reused)`` for model ``name`` as of ``as_of``.
-
-    Reuses the newest compatible stored model within ``models.refit_months[name]`` (default 1: only
-    one trained for this very month); otherwise fits on the pairs whose label month is at or before
-    ``as_of`` and saves it. ``force`` always refits. A stored model that fails its checksum is retrained
-    (``models.on_corrupt_model = "retrain"``, with a warning) or raises CorruptModel (``"fail"``).
-    The ensemble first trains or loads its members (``members`` may hold some already), and is reused
-    only when it was built from exactly those stored members.
-    """
-    result = train_or_load_result(name, dataset, settings, as_of, registry, data_fingerprint=data_fingerprint,
-                                  force=force, members=members)
-    return result.model, result.prefix, result.reused
-
-
-def train_or_load_result(name: str, dataset: Dataset, settings: Settings, as_of: str | pd.Period,
-                         registry: ModelRegistry, *, data_fingerprint: str, force: bool = False,
-                         members: dict[str, TrainedModel] | None = None) -> TrainedModel:
-    """:func:`train_or_load` with the details (:class:`TrainedModel`)."""
-    as_of = parse_month(as_of)
-    cfg = config_fingerprint(name, settings)
-    member_results: dict[str, TrainedModel] = {}
-    if name == "ensemble":
-        members = dict(members or {})
-        for member in ensemble_member_names(settings):
-            member_results[member] = members.get(member) or train_or_load_result(
-                member, dataset, settings, as_of, registry, data_fingerprint=data_fingerprint)
-    member_prefixes = {n: r.prefix for n, r in member_results.items()}
-
-    if not force:
-        refit = int(settings.models.refit_months.get(name, 1))
-        prefix = registry.find(name, as_of=as_of, refit_months=refit, config_fingerprint=cfg,
-                               feature_names=dataset.feature_names, assets=dataset.assets)
-        if prefix is not None:
-            try:
-                meta = registry.metadata(prefix)
-                if name != "ensemble" or meta.get("members") == member_prefixes:
-                    model = registry.load(prefix, members={n: r.model for n, r in member_results.items()})
-                    log.info("reusing stored %s", prefix, extra={"fields": {"model": name}})
-                    return TrainedModel(name, model, prefix, True, metadata=meta)
-            except CorruptModel as exc:
-                if settings.models.on_corrupt_model == "fail":
-                    raise
-                log.warning("%s; retraining (models.on_corrupt_model=retrain)", exc.one_line())
-
-    # fit_model asserts that no training label lies after as_of (training_data); so does the window below.
-    model, summary = fit_model(name, dataset, settings, as_of,
-                               members={n: r.model for n, r in member_results.items()} or None)
-    window = summary["window"]
-    assert parse_month(window["last_label_month"]) <= as_of, "training label after the as-of month"
-    seconds = summary["fit_seconds"]
-    metrics = {"fit_seconds": round(seconds, 3), "best_params": getattr(model, "best_params_", None)}
-    if isinstance(model, EnsembleForecaster):
-        metrics["weights"] = model.weights_
-    prefix = registry.save(model, name=name, train_end=month_str(as_of), data_fingerprint=data_fingerprint,
-                           config_fingerprint=cfg, feature_names=dataset.feature_names, assets=dataset.assets,
-                           metrics=metrics, training_window=window,
-                           member_prefixes=member_prefixes or None)
-    return TrainedModel(name, model, prefix, False, fit_seconds=seconds, metadata=registry.metadata(prefix))
-
-
-def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: str | pd.Period,
-                 registry: ModelRegistry, *, data_fingerprint: str, force: bool = False,
-                 with_baselines: bool = True) -> dict[str, TrainedModel]:
-    """Train or load each of ``names`` (plus both baselines when ``with_baselines``), members first.
-
-    ``force`` refits the named models (not models pulled in only as ensemble members or baselines).
-    """
-    order = [n for n in MODEL_NAMES if n in names or (with_baselines and n in BASELINES)]
-    out: dict[str, TrainedModel] = {}
-    for name in order:
-        out[name] = train_or_load_result(name, dataset, settings, as_of, registry, data_fingerprint=data_fingerprint,
-                                         force=force and name in names, members=out if name == "ensemble" else None)
-    return out
-
-
-__all__ = ["CorruptModel", "ModelRegistry", "TrainedModel", "config_fingerprint", "data_fingerprint",
-           "library_versions", "train_models", "train_or_load", "train_or_load_result"]
+__all__ = ["CorruptModel", "ModelRegistry", "RowDigests", "config_fingerprint", "data_fingerprint", "fit_identity",
+           "fit_prefix", "identity_libraries", "library_versions", "model_summary", "serialise_model",
+           "training_window"]

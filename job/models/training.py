@@ -1,18 +1,28 @@
-"""Fit a model as of a month, point in time, and turn fitted models into next month's forecasts."""
+"""Fit a model as of a month, point in time; the train-or-load policy; next month's forecasts.
+
+The live fit of model ``name`` at ``as_of`` is the fold of the walk-forward's schedule that contains the
+as-of month (:meth:`job.fits.Planner.live_plans`): the same identity, so the same stored fit, as next
+month's walk-forward uses for that decision month. Its hyperparameters follow the walk-forward's tuning
+cadence (searched every ``backtest.tune_months`` months, carried in between) and its refits the
+walk-forward's ``models.refit_months``: what is run live is exactly what the backtest measured.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from job import fits  # (job.fits imports job.models.registry; names are looked up at call time)
 from job.config import Settings
 from job.dataset import Dataset
 from job.logs import get_logger
 from job.models.base import Forecaster
-from job.models.factory import build_model
+from job.models.factory import BASELINES, MODEL_NAMES, build_model
+from job.models.registry import ModelRegistry, training_window
 from job.months import month_str, parse_month
 
 log = get_logger("models")
@@ -37,13 +47,6 @@ def training_data(dataset: Dataset, lookback: int, as_of: pd.Period | str) -> tu
         raise ValueError(f"only {len(months)} training rows up to {month_str(as_of)} with a "
                          f"{lookback}-month window; the data start too late for this as-of month")
     return X, y, months
-
-
-def training_window(months: pd.PeriodIndex) -> dict[str, Any]:
-    """The decision and label months a model was fitted on (for its metadata)."""
-    return {"first_decision_month": month_str(months[0]), "last_decision_month": month_str(months[-1]),
-            "first_label_month": month_str(months[0] + 1), "last_label_month": month_str(months[-1] + 1),
-            "rows": len(months)}
 
 
 def fit_model(name: str, dataset: Dataset, settings: Settings, as_of: pd.Period | str, *,
@@ -83,7 +86,7 @@ def forecast_frame(models: dict[str, tuple[Forecaster, str]], dataset: Dataset, 
     sectors = sectors or {}
     rows = []
     for name, (model, prefix) in models.items():
-        predicted = np.asarray(model.predict(window))[0]
+        predicted = fits.predict_rows(model, window)[0]  # the same bits as the walk-forward's forecast
         train_end, fingerprint = _prefix_parts(prefix)
         for j, asset in enumerate(dataset.assets):
             rows.append({"model": name, "decision_month": month_str(as_of), "target_month": month_str(as_of + 1),
@@ -97,3 +100,87 @@ def _prefix_parts(prefix: str) -> tuple[str, str]:
     parts = prefix.strip("/").split("/")
     train_end = next((p.removeprefix("train_end=") for p in parts if p.startswith("train_end=")), "")
     return train_end, parts[-1] if train_end else ""
+
+
+# -- the train-or-load policy ------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model ready to forecast, where it is stored, and whether it was reused."""
+
+    name: str
+    model: Forecaster
+    prefix: str
+    reused: bool
+    fit_seconds: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: str | pd.Period,
+                 registry: ModelRegistry, *, data_fingerprint: str | None = None, force: bool = False,
+                 with_baselines: bool = True, cluster: str | None = None) -> dict[str, TrainedModel]:
+    """The live fit of each of ``names`` (plus both baselines when ``with_baselines``) at ``as_of``.
+
+    Each is the walk-forward fold that contains ``as_of`` (see the module docstring), reused from the
+    registry when stored (same identity: configuration, exact training rows, libraries, tuning
+    provenance) and fitted and stored otherwise, with its forecast for ``as_of`` (which next month's
+    walk-forward reads). ``force`` refits the named models (not models pulled in only as ensemble
+    members or baselines). A stored fit that fails its checksum is refitted
+    (``models.on_corrupt_model = "retrain"``, with a warning) or raises CorruptModel (``"fail"``).
+    ``cluster``: fit on a Dask cluster (default ``$DASK_SCHEDULER_ADDRESS``; none: in this process).
+    ``data_fingerprint`` (of the whole dataset) is recorded in new fits' metadata.
+    """
+    as_of = parse_month(as_of)
+    order = [n for n in MODEL_NAMES if n in names or (with_baselines and n in BASELINES)]
+    order += [n for n in names if n not in order]
+    if data_fingerprint is not None and "data_fingerprint" not in dataset.info:
+        dataset.info["data_fingerprint"] = data_fingerprint
+    planner = fits.Planner(dataset, settings)
+    plans = planner.live_plans(order, as_of)
+    for plan in plans.values():
+        assert plan.spec.train_end <= as_of, "training label after the as-of month"
+    runner = fits.FitRunner(planner, registry, recompute=set(names) if force else False, n_jobs=1, cluster=cluster,
+                            keep=list(plans), on_corrupt=str(settings.models.on_corrupt_model),
+                            label=f"live fits {month_str(as_of)}")
+    results = {res.plan.spec.model: res for res in runner.run(list(plans.values()))}
+    out: dict[str, TrainedModel] = {}
+    for name in order:
+        res = results[name]
+        spec = res.plan.spec
+        model = runner.model(spec)
+        meta = registry.metadata(spec.prefix)
+        if res.fitted:
+            log.info("fitted %s as of %s", name, month_str(as_of),
+                     extra={"fields": {"model": name, "rows": spec.n_train, "fit_s": round(res.seconds or 0.0, 2),
+                                       "prefix": spec.prefix}})
+        else:
+            log.info("reusing stored %s", spec.prefix, extra={"fields": {"model": name}})
+        out[name] = TrainedModel(name, model, spec.prefix, not res.fitted,
+                                 fit_seconds=res.seconds if res.fitted else None, metadata=meta)
+    return out
+
+
+def train_or_load_result(name: str, dataset: Dataset, settings: Settings, as_of: str | pd.Period,
+                         registry: ModelRegistry, *, data_fingerprint: str | None = None, force: bool = False,
+                         members: dict[str, TrainedModel] | None = None) -> TrainedModel:
+    """:func:`train_or_load` with the details (:class:`TrainedModel`).
+
+    ``members`` is accepted for compatibility and not needed: an ensemble's members are found by
+    identity (stored ones are reused).
+    """
+    return train_models([name], dataset, settings, as_of, registry, data_fingerprint=data_fingerprint, force=force,
+                        with_baselines=False)[name]
+
+
+def train_or_load(name: str, dataset: Dataset, settings: Settings, as_of: str | pd.Period,
+                  registry: ModelRegistry, *, data_fingerprint: str | None = None, force: bool = False,
+                  members: dict[str, TrainedModel] | None = None) -> tuple[Forecaster, str, bool]:
+    """``(model, prefix, reused)`` for the live fit of model ``name`` at ``as_of`` (see :func:`train_models`)."""
+    result = train_or_load_result(name, dataset, settings, as_of, registry, data_fingerprint=data_fingerprint,
+                                  force=force)
+    return result.model, result.prefix, result.reused
+
+
+__all__ = ["FORECAST_COLUMNS", "TrainedModel", "fit_model", "forecast_frame", "train_models", "train_or_load",
+           "train_or_load_result", "training_data", "training_window"]
