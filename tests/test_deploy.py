@@ -327,6 +327,7 @@ def test_cronjob_runs_hardened_as_the_image_user() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["enableServiceLinks"] is False  # no ROTATION_SERVICE_*/ROTATION_PORT_* from a Service "rotation"
     container = pod["containers"][0]
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
