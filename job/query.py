@@ -450,7 +450,8 @@ def _log_warning(line: str) -> None:
     get_logger("query").warning(line)
 
 
-def connect(store: Store | str, settings: Any | None = None, *, warn: Warn | None = None) -> duckdb.DuckDBPyConnection:
+def connect(store: Store | str | Path, settings: Any | None = None, *,
+            warn: Warn | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the views over ``store``'s committed runs (see the module docstring).
 
     Each damaged manifest or artifact is passed to ``warn`` as one line (default: a logged warning).
@@ -459,9 +460,9 @@ def connect(store: Store | str, settings: Any | None = None, *, warn: Warn | Non
     return _connect(store, settings, warn or _log_warning)[0]
 
 
-def _connect(store: Store | str, settings: Any | None, warn: Warn) -> tuple[duckdb.DuckDBPyConnection, int]:
-    if isinstance(store, str):
-        store = open_store(store, settings)
+def _connect(store: Store | str | Path, settings: Any | None, warn: Warn) -> tuple[duckdb.DuckDBPyConnection, int]:
+    if isinstance(store, str | Path):
+        store = open_store(str(store), settings)
     if getattr(store, "url_for", None) is None and hasattr(store, "root"):
         raise ConfigError(f"store {store.uri} cannot be queried: it has no file URLs")
     pub = load_publication(store)
@@ -489,14 +490,15 @@ def _connect(store: Store | str, settings: Any | None, warn: Warn) -> tuple[duck
     return con, len(pub.manifests) + len(pub.damaged_manifests)
 
 
-def query(store: Store | str, sql: str, settings: Any | None = None, *, warn: Warn | None = None) -> pd.DataFrame:
+def query(store: Store | str | Path, sql: str, settings: Any | None = None, *,
+          warn: Warn | None = None) -> pd.DataFrame:
     """Run ``sql`` (one or more statements; the last one's result is returned) over the committed runs.
 
     Raises :class:`QueryError` (exit code 2) with DuckDB's one-line message when the SQL fails, and
     :class:`job.errors.StoreUnavailable` (exit code 5) when the store cannot be read.
     """
-    if isinstance(store, str):
-        store = open_store(store, settings)
+    if isinstance(store, str | Path):
+        store = open_store(str(store), settings)
     con, published = _connect(store, settings, warn or _log_warning)
     try:
         result = con.execute(sql)
@@ -532,7 +534,10 @@ STORE_VIEWS_HEADER = """\
 --   --         ENDPOINT 'minio:9000', URL_STYLE 'path', USE_SSL false);   -- ENDPOINT only off AWS
 --   .read sql/store_views.sql
 --   SELECT * FROM weights WHERE as_of = (SELECT max(as_of) FROM committed_runs);
--- A kind with no file yet (an empty store) makes its view fail with "No files found".
+-- Every view reads the footers of all the store's parquet files (one glob, and a typed empty row set
+-- UNION ALL BY NAME, so that a kind never published, such as the sweep without --sweep, gives an empty
+-- view instead of an error); an empty store makes the views fail with "No files found". The sweep's
+-- metric columns are only in `rotation query`'s sweep view.
 
 CREATE OR REPLACE VIEW committed_runs AS
 SELECT as_of, run_id, created_at
@@ -541,7 +546,8 @@ FROM read_json(getvariable('store') || '/runs/*/manifest.json',
                hive_partitioning = false);
 
 CREATE OR REPLACE VIEW committed_artifacts AS
-SELECT m.as_of, a.path, a.sha256, a.bytes, getvariable('store') || '/' || a.path AS url
+SELECT m.as_of, split_part(a.path, '/', 1) AS kind, a.path, a.sha256, a.bytes,
+       getvariable('store') || '/' || a.path AS url
 FROM read_json(getvariable('store') || '/runs/*/manifest.json',
                columns = {as_of: 'VARCHAR', artifacts: 'STRUCT(path VARCHAR, bytes BIGINT, sha256 VARCHAR)[]'},
                hive_partitioning = false) AS m,
@@ -554,19 +560,20 @@ def store_views_sql() -> str:
     parts = [STORE_VIEWS_HEADER]
     for kind in contract.TABLE_KINDS:
         assert kind.schema is not None
-        columns = _columns_sql(kind, "t").replace(", t.", ",\n       t.")
-        extra = ""
-        if kind.open_columns:
-            excluded = ", ".join(_ident(c) for c in ["as_of", "run_id", "filename", *kind.columns])
-            extra = f",\n       t.* EXCLUDE ({excluded})"
+        typed = ",\n               ".join(f"NULL::{duckdb_type(f.type)} AS {_ident(f.name)}" for f in kind.schema)
+        columns = ", ".join(_ident(c) for c in kind.columns)
         parts.append(
             f"\n-- {kind.description}\n"
             f"CREATE OR REPLACE VIEW {kind.name} AS\n"
-            f"SELECT t.as_of, t.run_id,\n       {columns}{extra}\n"
-            f"FROM read_parquet(getvariable('store') || '/{kind.name}/*/*/*.parquet', filename = true,\n"
-            f"                  hive_partitioning = true, union_by_name = true,\n"
-            f"                  hive_types = {{'as_of': VARCHAR, 'run_id': VARCHAR}}) AS t\n"
-            f"SEMI JOIN committed_artifacts AS c ON c.url = t.filename;\n")
+            f"SELECT as_of, run_id, {columns}\n"
+            f"FROM (SELECT NULL::VARCHAR AS as_of, NULL::VARCHAR AS run_id,\n"
+            f"               {typed}\n"
+            f"      WHERE false\n"
+            f"      UNION ALL BY NAME\n"
+            f"      SELECT t.* FROM read_parquet(getvariable('store') || '/*/as_of=*/run_id=*/*.parquet',\n"
+            f"                                   filename = true, hive_partitioning = true, union_by_name = true,\n"
+            f"                                   hive_types = {{'as_of': VARCHAR, 'run_id': VARCHAR}}) AS t\n"
+            f"      SEMI JOIN committed_artifacts AS c ON c.url = t.filename AND c.kind = '{kind.name}');\n")
     return "".join(parts)
 
 

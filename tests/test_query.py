@@ -1,99 +1,83 @@
-"""`rotation query`: DuckDB SQL over committed runs, locally and over s3:// from a moto server."""
+"""`rotation query` over the output of real `rotation run`s: views from the artifact contract, the ready
+queries, damage that is named and skipped, and the exit codes (2 bad SQL, 5 store unreadable).
+
+Every fixture comes from running the real stages (tests/real_run.py); damage tests copy that store and
+then truncate a manifest, corrupt a parquet's bytes, or rewrite a parquet with altered values.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import subprocess
-import sys
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from job.cli import cli, main
-from job.errors import ExitCode
-from job.query import QueryError, connect, flatten_metrics, query
+from job import artifacts as contract
+from job.errors import ExitCode, StoreUnavailable
+from job.query import QueryError, connect, duckdb_type, flatten_metrics, query, store_views_sql
 from job.store import LocalStore, open_store
-from job.store.publish import Publisher
+from tests.conftest import CliResult
+from tests.real_run import MODELS, MONTHS, N_ASSETS, RealRun, copy_store, real_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERIES = sorted((REPO_ROOT / "sql" / "queries").glob("*.sql"))
-ASSETS = ["SPY", "VDE", "VGT", "VHT"]
-MODELS = ["ridge", "tree"]
+LATEST, EARLIER = MONTHS[-1], MONTHS[0]
+Rotation = Callable[..., CliResult]
 
 
-def backtest_frames(as_of: str, seed: int) -> dict[str, pd.DataFrame]:
-    """Frames shaped like the backtest's output (job/backtest.py): 6 decision months up to ``as_of``."""
-    rng = np.random.default_rng(seed)
-    months = pd.period_range(end=pd.Period(as_of, "M"), periods=6, freq="M")
-    rows, weights, portfolio = [], [], []
-    for model in MODELS:
-        for month in months:
-            predicted = rng.normal(0.01, 0.05, len(ASSETS))
-            realised = rng.normal(0.01, 0.05, len(ASSETS)) if month < months[-1] else [np.nan] * len(ASSETS)
-            flags = predicted > 0.05
-            w = np.full(len(ASSETS), 1 / len(ASSETS))
-            for i, asset in enumerate(ASSETS):
-                common = {"model": model, "decision_month": str(month), "target_month": str(month + 1),
-                          "asset": asset}
-                rows.append({**common, "predicted": predicted[i], "realised": realised[i]})
-                weights.append({**common, "weight": w[i], "flag": bool(flags[i]),
-                                "multiplier": 5.0 if flags[i] else 1.0, "exposure": w[i]})
-            portfolio.append({"model": model, "decision_month": str(month), "target_month": str(month + 1),
-                              "portfolio_return": float(np.nanmean(realised)) if month < months[-1] else None,
-                              "benchmark_return": 0.01, "equal_weight_return": 0.01,
-                              "capital_deployed": 1 + 4 * float(flags.mean()), "gross_exposure": 1.0,
-                              "turnover": 0.2, "levered_assets": int(flags.sum())})
-    return {"forecasts": pd.DataFrame(rows), "weights": pd.DataFrame(weights), "backtest": pd.DataFrame(portfolio)}
-
-
-def metrics_doc(seed: int) -> dict[str, Any]:
-    """A metrics.json shaped like job.metrics.summarise's."""
-    return {
-        "scheme": "walk-forward",
-        "strategy": {"threshold": 0.15, "factor": 5.0},
-        "models": {m: {"full": {"sharpe": 0.5 + i + seed / 10, "cagr": 0.08, "max_drawdown": -0.2},
-                       "last_20pct": {"sharpe": 0.4}} for i, m in enumerate(MODELS)},
-        "benchmark": {"full": {"sharpe": 0.6, "cagr": 0.09}},
-        "forecast_quality": {"by_model": {"ridge": {"mae": 0.04}}, "mae_by_asset": {"ridge": {"SPY": 0.03}}},
-    }
-
-
-def publish_month(store: Any, as_of: str, run_id: str, seed: int, *, commit: bool = True) -> Publisher:
-    pub = Publisher(store, as_of, run_id)
-    for kind, frame in backtest_frames(as_of, seed).items():
-        pub.write_table(kind, frame)
-    pub.write_json("metrics", "metrics.json", metrics_doc(seed))
-    if commit:
-        pub.commit(timings={"train": 1.5, "backtest": 2.0}, extra={"code_version": "0.1.0"})
-    return pub
+@pytest.fixture(scope="session")
+def run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
+    """Two months published by real `rotation run`s (sample source, ridge and tree)."""
+    return real_run(tmp_path_factory)
 
 
 @pytest.fixture
-def published(artifact_store: Any) -> Any:
-    """Two published months, plus an uncommitted (crashed) rerun of the second."""
-    publish_month(artifact_store, "2025-01", "20260101T000000Z-aaaaaa", 1)
-    publish_month(artifact_store, "2025-02", "20260201T000000Z-bbbbbb", 2)
-    publish_month(artifact_store, "2025-02", "20260202T000000Z-cccccc", 3, commit=False)
-    return artifact_store
+def damaged(run: RealRun, tmp_path: Path) -> LocalStore:
+    """A copy of the real run's store, for a test to damage."""
+    return LocalStore(copy_store(run, tmp_path / "artifacts"))
 
 
-# -- metrics flattening ----------------------------------------------------------------------------------
+def sql_file(name: str) -> str:
+    return (REPO_ROOT / "sql" / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def entry(store: LocalStore, as_of: str, kind: str) -> dict[str, Any]:
+    """The manifest entry of ``kind`` in ``as_of``'s manifest."""
+    manifest = json.loads((store.root / f"runs/as_of={as_of}/manifest.json").read_text())
+    (found,) = [a for a in manifest["artifacts"] if a["kind"] == kind]
+    return found
+
+
+def warnings_of(result: CliResult) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "warning" in line]
+
+
+# -- metrics flattening (the publisher turns the metrics document into the metrics table with it) -------
+
+METRICS_DOC = {
+    "scheme": "walk-forward",
+    "models": {"ridge": {"full": {"sharpe": 0.5, "cagr": 0.08}, "last_20pct": {"sharpe": 0.4}}},
+    "benchmark": {"full": {"sharpe": 0.6}},
+    "forecast_quality": {"by_model": {"ridge": {"mae": 0.04}}},
+}
+
 
 def test_flatten_metrics_of_the_jobs_shape() -> None:
-    rows = pd.DataFrame(flatten_metrics(metrics_doc(0)))
+    rows = pd.DataFrame(flatten_metrics(METRICS_DOC))
     ridge = rows[(rows.section == "models") & (rows.model == "ridge") & (rows.period == "full")]
-    assert dict(zip(ridge.metric, ridge.value, strict=True)) == {"sharpe": 0.5, "cagr": 0.08, "max_drawdown": -0.2}
-    bench = rows[rows.model == "benchmark"]
-    assert set(bench.metric) == {"sharpe", "cagr"} and set(bench.period) == {"full"}
-    fq = rows[(rows.section == "forecast_quality") & (rows.metric == "mae")]
-    assert fq.model.tolist() == ["ridge"]
+    assert dict(zip(ridge.metric, ridge.value, strict=True)) == {"sharpe": 0.5, "cagr": 0.08}
+    assert rows[rows.model == "benchmark"].metric.tolist() == ["sharpe"]
+    assert rows[(rows.section == "forecast_quality")].model.tolist() == ["ridge"]
     assert rows[rows.metric == "scheme"].value_text.tolist() == ["walk-forward"]
+    assert list(rows.columns) == contract.METRICS.columns
 
 
 def test_flatten_metrics_of_other_shapes() -> None:
@@ -105,177 +89,280 @@ def test_flatten_metrics_of_other_shapes() -> None:
         ("tree", "full", "sharpe", 2.0), ("tree", "full", "ok", 1.0)]
 
 
-# -- views over committed runs ---------------------------------------------------------------------------
+# -- the views are the contract's ------------------------------------------------------------------------
 
-def test_views_show_committed_runs_only(published: Any) -> None:
-    runs = query(published, "SELECT as_of, run_id, artifacts, total_seconds, extra FROM runs ORDER BY as_of")
-    assert runs[["as_of", "run_id"]].values.tolist() == [["2025-01", "20260101T000000Z-aaaaaa"],
-                                                         ["2025-02", "20260201T000000Z-bbbbbb"]]
-    assert runs.artifacts.tolist() == [4, 4] and runs.total_seconds.tolist() == [3.5, 3.5]
-    assert json.loads(runs.extra[0]) == {"code_version": "0.1.0"}
-    counts = query(published, "SELECT as_of, count(*) AS n, count(DISTINCT run_id) AS runs FROM forecasts "
-                              "GROUP BY as_of ORDER BY as_of")
-    assert counts.values.tolist() == [["2025-01", 48, 1], ["2025-02", 48, 1]]
-    assert "20260202T000000Z-cccccc" not in set(query(published, "SELECT run_id FROM weights").run_id)
-    metrics = query(published, "SELECT as_of, model, value FROM metrics WHERE section = 'models' AND "
-                               "period = 'full' AND metric = 'sharpe' ORDER BY as_of, model")
-    assert metrics.values.tolist() == [["2025-01", "ridge", 0.6], ["2025-01", "tree", 1.6],
-                                       ["2025-02", "ridge", 0.7], ["2025-02", "tree", 1.7]]
-    cols = query(published, "SELECT * FROM weights LIMIT 1").columns.tolist()
-    assert cols[:2] == ["as_of", "run_id"] and "weight" in cols
-
-
-@pytest.mark.parametrize("path", QUERIES, ids=[p.stem for p in QUERIES])
-def test_ready_queries_run(path: Path, published: Any) -> None:
-    """Every file in sql/queries/ runs on published results and returns rows."""
-    frame = query(published, path.read_text(encoding="utf-8"))
-    assert len(frame) > 0, f"{path.name} returned nothing"
-
-
-def test_latest_weights_are_the_next_months(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    publish_month(store, "2025-01", "20260101T000000Z-aaaaaa", 1)
-    publish_month(store, "2025-02", "20260201T000000Z-bbbbbb", 2)
-    frame = query(store, (REPO_ROOT / "sql/queries/latest_weights.sql").read_text())
-    assert set(frame.as_of) == {"2025-02"} and set(frame.target_month) == {"2025-03"}
-    assert len(frame) == len(MODELS) * len(ASSETS)
-
-
-def test_an_empty_store_has_empty_views(tmp_path: Path) -> None:
+def test_an_empty_store_has_every_view_typed_and_empty(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "never-written")
-    for view in ("forecasts", "weights", "backtest", "metrics", "runs", "artifacts"):
-        assert query(store, f"SELECT count(*) AS n FROM {view}")["n"][0] == 0
+    con = connect(store)
+    try:
+        for kind in contract.TABLE_KINDS:
+            described = con.sql(f"DESCRIBE {kind.name}").fetchall()
+            assert [(r[0], r[1]) for r in described] == [
+                ("as_of", "VARCHAR"), ("run_id", "VARCHAR"),
+                *((f.name, duckdb_type(f.type)) for f in kind.schema)], kind.name  # type: ignore[union-attr]
+            assert con.sql(f"SELECT count(*) FROM {kind.name}").fetchone() == (0,)
+        assert [r[0] for r in con.sql("DESCRIBE runs").fetchall()] == [
+            "as_of", "run_id", "created_at", "artifacts", "bytes", "publications", "status", "problem",
+            "total_seconds", "timings", "extra"]
+        assert [r[0] for r in con.sql("DESCRIBE artifacts").fetchall()] == [
+            "as_of", "run_id", "kind", "path", "bytes", "sha256", "status"]
+    finally:
+        con.close()
     with pytest.raises(QueryError) as info:
-        query(store, "SELECT weight FROM weights")
+        query(store, "SELECT nope FROM weights")
     assert "no published runs" in info.value.one_line()
 
 
-def test_bad_sql_is_query_error_with_duckdbs_message(tmp_path: Path) -> None:
-    with pytest.raises(QueryError) as info:
-        query(LocalStore(tmp_path), "SELEC 1")
-    assert info.value.exit_code == ExitCode.USAGE
-    assert "syntax error" in info.value.one_line() and "\n" not in info.value.one_line()
+def test_store_views_sql_is_generated_from_the_contract() -> None:
+    text = (REPO_ROOT / "sql" / "store_views.sql").read_text(encoding="utf-8")
+    assert text == store_views_sql(), (
+        'sql/store_views.sql is stale: .venv/bin/python -c "import job.query as q; q.write_store_views()"')
+    views = re.findall(r"CREATE OR REPLACE VIEW (\w+) AS", text)
+    assert views == ["committed_runs", "committed_artifacts", *(k.name for k in contract.TABLE_KINDS)]
 
 
-def test_connect_gives_a_connection_with_the_views(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    publish_month(store, "2025-01", "20260101T000000Z-aaaaaa", 1)
-    con = connect(store)
-    assert con.sql("SELECT count(*) FROM backtest").fetchone() == (12,)
+def test_views_show_every_committed_month_once_per_model_and_asset(run: RealRun) -> None:
+    runs = query(run.store, "SELECT * FROM runs ORDER BY as_of")
+    assert runs.as_of.tolist() == list(MONTHS)
+    assert runs.status.tolist() == ["ok", "ok"] and runs.problem.isna().all()
+    assert (runs.artifacts > 0).all() and (runs.bytes > 0).all()
+    for pubs in runs.publications:
+        assert [p["command"] for p in json.loads(pubs)] == ["run"]
+    for kind in ("forecasts", "weights"):
+        frame = query(run.store, f"SELECT * FROM {kind}")
+        assert list(frame.columns) == ["as_of", "run_id", *contract.get(kind).columns]
+        counts = frame.groupby(["as_of", "model"]).size()
+        assert counts.to_dict() == {(m, model): N_ASSETS for m in MONTHS for model in MODELS}, kind
+        assert not frame.duplicated(["as_of", "model", "asset"]).any()
+        assert (frame.target_month == frame.as_of.map(lambda m: str(pd.Period(m, "M") + 1))).all()
+        assert frame.groupby("as_of").run_id.nunique().eq(1).all()
+    weights = query(run.store, "SELECT as_of, model, sum(exposure) AS gross FROM weights GROUP BY ALL")
+    assert (weights.gross > 0).all()
+    backtest = query(run.store, "SELECT as_of, model, count(*) AS n, count(DISTINCT decision_month) AS d "
+                                "FROM backtest GROUP BY ALL")
+    assert set(zip(backtest.as_of, backtest.model, strict=True)) == {(m, x) for m in MONTHS for x in MODELS}
+    assert (backtest.n == backtest.d).all() and (backtest.n > 12).all()
+    arts = query(run.store, "SELECT kind, status FROM artifacts")
+    assert set(arts.status) == {"ok"}
+    assert {"forecasts", "weights", "backtest", "backtest_forecasts", "backtest_weights", "metrics"} <= set(arts.kind)
+
+
+def test_the_plain_duckdb_views_show_what_rotation_query_shows(run: RealRun, tmp_path: Path) -> None:
+    """sql/store_views.sql, as the README tells a user to load it; a crashed run's leftovers stay hidden."""
+    import duckdb
+    import duckdb_ext
+
+    store = copy_store(run, tmp_path / "artifacts")
+    leftover = entry(LocalStore(store), LATEST, "weights")["path"]
+    crashed = store / re.sub(r"run_id=[^/]+", "run_id=20991231T000000Z-crashd", leftover)
+    crashed.parent.mkdir(parents=True)
+    crashed.write_bytes((store / leftover).read_bytes())  # a run that died before its manifest
+    con = duckdb_ext.init(duckdb.connect())
+    con.sql(f"SET VARIABLE store = '{store}'")
+    con.execute((REPO_ROOT / "sql" / "store_views.sql").read_text())
+    for kind in contract.TABLE_KINDS:
+        if not (store / kind.name).is_dir():
+            continue
+        plain = con.sql(f"SELECT as_of, run_id, count(*) AS n FROM {kind.name} GROUP BY ALL ORDER BY ALL").fetchall()
+        ours = query(store, f"SELECT as_of, run_id, count(*) AS n FROM {kind.name} GROUP BY ALL ORDER BY ALL")
+        assert plain == [tuple(r) for r in ours.itertuples(index=False)], kind.name
     con.close()
 
 
-# -- the command -----------------------------------------------------------------------------------------
+# -- the ready queries, on a real run --------------------------------------------------------------------
 
-def test_cli_formats(tmp_path: Path) -> None:
-    """Table, csv, json and parquet output of `rotation query`."""
-    store_dir = tmp_path / "artifacts"
-    publish_month(LocalStore(store_dir), "2025-01", "20260101T000000Z-aaaaaa", 1)
-    runner = CliRunner()
-    sql = "SELECT model, count(*) AS n FROM weights GROUP BY model ORDER BY model"
-    table = runner.invoke(cli, ["--store", str(store_dir), "query", sql])
-    assert table.exit_code == 0, table.output
-    assert "ridge" in table.output and "(2 rows)" in table.output
-    csv = runner.invoke(cli, ["--store", str(store_dir), "query", "--format", "csv", sql])
-    assert pd.read_csv(io.StringIO(csv.output)).to_dict("records") == [{"model": "ridge", "n": 24},
-                                                                       {"model": "tree", "n": 24}]
-    js = runner.invoke(cli, ["--store", str(store_dir), "query", "--format", "json", sql])
-    assert json.loads(js.output) == [{"model": "ridge", "n": 24}, {"model": "tree", "n": 24}]
-    out = tmp_path / "out" / "w.parquet"
-    pq = runner.invoke(cli, ["--store", str(store_dir), "query", "--format", "parquet", "--output", str(out), sql])
-    assert pq.exit_code == 0 and pd.read_parquet(out)["n"].tolist() == [24, 24]
-    ready = runner.invoke(cli, ["--store", str(store_dir), "query", "--file",
-                                str(REPO_ROOT / "sql/queries/model_leaderboard.sql")])
-    assert ready.exit_code == 0 and "tree" in ready.output
+@pytest.mark.parametrize("path", QUERIES, ids=[p.stem for p in QUERIES])
+def test_every_ready_query_runs_on_a_real_run(path: Path, run: RealRun, rotation: Rotation) -> None:
+    result = rotation("--store", str(run.store), "query", "--file", str(path), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) > 0, f"{path.name} returned nothing"
+
+
+def test_latest_weights_are_next_months_for_every_model_and_asset(run: RealRun) -> None:
+    frame = query(run.store, sql_file("latest_weights"))
+    assert set(frame.as_of) == {LATEST} and set(frame.decision_month) == {LATEST}
+    assert set(frame.target_month) == {str(pd.Period(LATEST, "M") + 1)}
+    assert frame.groupby("model").size().to_dict() == dict.fromkeys(MODELS, N_ASSETS)
+    assert not frame.duplicated(["model", "asset"]).any()
+    assert frame.weight.notna().all() and frame.run_id.nunique() == 1
+
+
+def test_forecast_vs_realised_covers_every_model_and_asset_out_of_sample(run: RealRun) -> None:
+    frame = query(run.store, sql_file("forecast_vs_realised"))
+    assert set(frame.as_of) == {LATEST}
+    assert set(MODELS) <= set(frame.model)
+    per_model = frame.groupby("model").asset.nunique()
+    assert (per_model == N_ASSETS).all(), per_model
+    assert not frame.duplicated(["model", "asset"]).any()
+    assert (frame.months > 12).all() and (frame.last_month <= LATEST).all()
+    assert frame.mae.gt(0).all() and frame.sign_hit_rate.between(0, 1).all()
+
+
+def test_leverage_usage_has_one_row_per_model(run: RealRun) -> None:
+    frame = query(run.store, sql_file("leverage_usage"))
+    assert frame.model.tolist() == sorted(MODELS) and set(frame.as_of) == {LATEST}
+    assert (frame.months > 12).all() and frame.share_months_levered.between(0, 1).all()
+    assert frame.avg_capital_deployed.ge(0).all() and frame.most_levered_asset.notna().all()
+
+
+def test_model_leaderboard_ranks_the_models_of_every_month(run: RealRun) -> None:
+    frame = query(run.store, sql_file("model_leaderboard"))
+    assert sorted(set(frame.as_of)) == list(MONTHS)
+    for as_of, month in frame.groupby("as_of"):
+        assert set(MODELS) | {"benchmark", "equal_weight"} <= set(month.model), as_of
+        assert not month.model.duplicated().any()
+        assert month["rank"].min() == 1 and month.sharpe.notna().all()
+
+
+# -- damage is named, skipped and shown; everything else still queries ---------------------------------
+
+def test_a_truncated_manifest_is_named_and_its_month_shown_damaged(damaged: LocalStore, rotation: Rotation) -> None:
+    path = damaged.root / f"runs/as_of={EARLIER}/manifest.json"
+    path.write_bytes(path.read_bytes()[:200])
+    result = rotation("--store", str(damaged.root), "query", "--format", "json",
+                      "SELECT as_of, status, problem FROM runs ORDER BY as_of")
+    assert result.exit_code == 0, result.stderr
+    (warning,) = warnings_of(result)
+    assert f"runs/as_of={EARLIER}/manifest.json" in warning and "not valid JSON" in warning
+    rows = json.loads(result.stdout)
+    assert [(r["as_of"], r["status"]) for r in rows] == [(EARLIER, "damaged"), (LATEST, "ok")]
+    assert "manifest.json" in rows[0]["problem"]
+    weights = query(damaged, "SELECT as_of, count(*) AS n FROM weights GROUP BY ALL")
+    assert weights.to_dict("records") == [{"as_of": LATEST, "n": len(MODELS) * N_ASSETS}]
+
+
+def test_a_manifest_of_the_wrong_shape_is_named_too(damaged: LocalStore, rotation: Rotation) -> None:
+    (damaged.root / f"runs/as_of={LATEST}/manifest.json").write_text('{"artifacts": "nope"}')
+    result = rotation("--store", str(damaged.root), "query", "SELECT count(*) AS n FROM weights")
+    assert result.exit_code == 0, result.stderr
+    assert len(warnings_of(result)) == 1 and "not a manifest" in result.stderr
+    assert query(damaged, "SELECT DISTINCT as_of FROM forecasts").as_of.tolist() == [EARLIER]
+
+
+def test_a_corrupt_parquet_is_left_out_and_runs_still_answers(damaged: LocalStore, rotation: Rotation) -> None:
+    art = entry(damaged, LATEST, "weights")
+    path = damaged.root / art["path"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\x00" * 64  # structurally corrupt, same size
+    data[-8:-4] = b"\xff\xff\xff\x7f"                       # footer length past the file
+    path.write_bytes(bytes(data))
+    result = rotation("--store", str(damaged.root), "query", "--format", "json", "SELECT * FROM runs")
+    assert result.exit_code == 0, result.stderr
+    (warning,) = warnings_of(result)
+    assert art["path"] in warning and "sha256" in warning
+    runs = {r["as_of"]: r for r in json.loads(result.stdout)}
+    assert runs[LATEST]["status"] == "damaged" and art["path"] in runs[LATEST]["problem"]
+    assert runs[EARLIER]["status"] == "ok"
+    assert query(damaged, "SELECT DISTINCT as_of FROM weights").as_of.tolist() == [EARLIER]
+    assert set(query(damaged, "SELECT DISTINCT as_of FROM forecasts").as_of) == set(MONTHS)
+    arts = query(damaged, f"SELECT status FROM artifacts WHERE path = '{art['path']}'")
+    assert arts.status.tolist() == ["damaged"]
+
+
+def test_an_altered_but_valid_parquet_is_never_served(damaged: LocalStore, rotation: Rotation) -> None:
+    art = entry(damaged, LATEST, "weights")
+    path = damaged.root / art["path"]
+    table = pq.read_table(path)
+    doubled = pa.compute.multiply(table["weight"], 2.0)
+    pq.write_table(table.set_column(table.schema.get_field_index("weight"), "weight", doubled), path)
+    assert pq.read_table(path).num_rows == table.num_rows  # a perfectly valid parquet file
+    result = rotation("--store", str(damaged.root), "query", "--format", "json",
+                      "SELECT as_of, count(*) AS n FROM weights GROUP BY ALL ORDER BY ALL")
+    assert result.exit_code == 0, result.stderr
+    (warning,) = warnings_of(result)
+    assert art["path"] in warning and "the manifest" in warning
+    assert json.loads(result.stdout) == [{"as_of": EARLIER, "n": len(MODELS) * N_ASSETS}]
+    assert query(damaged, f"SELECT status FROM runs WHERE as_of = '{LATEST}'").status.tolist() == ["damaged"]
+
+
+# -- exit codes ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("sql", "needle"), [("SELEC 1", "syntax error"),
+                                             ("SELECT nope FROM weights", "nope"),
+                                             ("SELECT * FROM no_such_view", "no_such_view")])
+def test_bad_sql_exits_2_in_one_line(sql: str, needle: str, run: RealRun, rotation: Rotation) -> None:
+    result = rotation("--store", str(run.store), "query", sql)
+    assert result.exit_code == ExitCode.USAGE
+    assert "query failed" in result.error and needle in result.error
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
-    (["query", "SELECT nope FROM weights"], "query failed"),
     (["query"], "give either SQL or --file"),
     (["query", "--format", "parquet", "SELECT 1"], "--output"),
 ])
-def test_cli_usage_errors_exit_2(argv: list[str], needle: str, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["--store", str(tmp_path / "a"), *argv])
-    assert info.value.code == ExitCode.USAGE
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+def test_usage_errors_exit_2(argv: list[str], needle: str, tmp_path: Path, rotation: Rotation) -> None:
+    result = rotation("--store", str(tmp_path / "a"), *argv)
+    assert result.exit_code == ExitCode.USAGE and needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_output_formats(run: RealRun, tmp_path: Path, rotation: Rotation) -> None:
+    group = ("--store", str(run.store))
+    sql = f"SELECT model, count(*) AS n FROM weights WHERE as_of = '{LATEST}' GROUP BY model ORDER BY model"
+    expected = [{"model": m, "n": N_ASSETS} for m in sorted(MODELS)]
+    table = rotation(*group, "query", sql)
+    assert table.exit_code == 0 and "ridge" in table.stdout and "(2 rows)" in table.stdout
+    csv = rotation(*group, "query", "--format", "csv", sql)
+    assert pd.read_csv(io.StringIO(csv.stdout)).to_dict("records") == expected
+    assert json.loads(rotation(*group, "query", "--format", "json", sql).stdout) == expected
+    out = tmp_path / "out" / "w.parquet"
+    written = rotation(*group, "query", "--format", "parquet", "--output", str(out), sql)
+    assert written.exit_code == 0 and pd.read_parquet(out).to_dict("records") == expected
 
 
 # -- over s3:// ------------------------------------------------------------------------------------------
 
-@pytest.mark.s3
-def test_rotation_query_reads_parquet_over_s3_from_the_moto_server(s3_bucket: Any) -> None:
-    """DuckDB's httpfs reads the published parquet from the server: through CliRunner, then the real binary."""
-    store = open_store(s3_bucket.uri)
-    publish_month(store, "2025-01", "20260101T000000Z-aaaaaa", 1)
-    publish_month(store, "2025-01", "20260102T000000Z-bbbbbb", 2, commit=False)
-    sql = "SELECT run_id, count(*) AS n FROM weights GROUP BY run_id"
-    result = CliRunner().invoke(cli, ["--store", s3_bucket.uri, "query", "--format", "json", sql])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == [{"run_id": "20260101T000000Z-aaaaaa", "n": 48}]
-
-    rotation = Path(sys.executable).with_name("rotation")
-    proc = subprocess.run([str(rotation), "--store", s3_bucket.uri, "query", "--format", "csv",
-                           "--file", str(REPO_ROOT / "sql/queries/latest_weights.sql")],
-                          capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False)
-    assert proc.returncode == 0, proc.stderr
-    frame = pd.read_csv(io.StringIO(proc.stdout))
-    assert len(frame) == len(MODELS) * len(ASSETS) and set(frame.run_id) == {"20260101T000000Z-aaaaaa"}
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in proc.stdout + proc.stderr
+def upload(run: RealRun, s3: Any) -> None:
+    """The real run's store, copied object by object into the bucket."""
+    for path in sorted(run.store.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            key = f"{s3.prefix}/{path.relative_to(run.store).as_posix()}"
+            s3.client.put_object(Bucket=s3.bucket, Key=key, Body=path.read_bytes())
 
 
 @pytest.mark.s3
-def test_rotation_query_on_a_down_store_exits_5(s3_bucket: Any, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
-    monkeypatch.setenv("ROTATION_STORE__MAX_ATTEMPTS", "1")
-    with pytest.raises(SystemExit) as info:
-        main(["--store", s3_bucket.uri, "query", "SELECT 1"])
-    assert info.value.code == ExitCode.STORE
-    err = capsys.readouterr().err.strip()
-    assert "cannot reach" in err and len(err.splitlines()) == 1
-
-
-# -- the plain DuckDB recipe of the README ---------------------------------------------------------------
-
-def _plain_duckdb(store_root: str, s3: Any | None = None) -> Any:
-    """A DuckDB connection set up as the README tells a user: secret (for S3), variable, sql/store_views.sql."""
-    import duckdb
-    import duckdb_ext
-
-    con = duckdb_ext.init(duckdb.connect())
-    if s3 is not None:
-        con.sql("LOAD httpfs")
-        con.sql(f"CREATE SECRET (TYPE s3, KEY_ID '{os.environ['AWS_ACCESS_KEY_ID']}', "
-                f"SECRET '{os.environ['AWS_SECRET_ACCESS_KEY']}', REGION 'us-east-1', "
-                f"ENDPOINT '{s3.endpoint.removeprefix('http://')}', URL_STYLE 'path', USE_SSL false)")
-    con.sql(f"SET VARIABLE store = '{store_root}'")
-    con.execute((REPO_ROOT / "sql" / "store_views.sql").read_text())  # what `.read` does in the shell
-    return con
+def test_query_over_s3_reads_verified_cached_copies(run: RealRun, s3_bucket: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, rotation: Rotation) -> None:
+    upload(run, s3_bucket)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ROTATION_CACHE_DIR", str(cache))
+    sql = "SELECT as_of, count(*) AS n FROM weights GROUP BY ALL ORDER BY ALL"
+    expected = [{"as_of": m, "n": len(MODELS) * N_ASSETS} for m in MONTHS]
+    first = rotation("--store", s3_bucket.uri, "query", "--format", "json", sql)
+    assert first.exit_code == 0, first.stderr
+    assert json.loads(first.stdout) == expected
+    cached = {p.name.split(".")[0] for p in cache.rglob("*") if p.is_file()}
+    listed = set(query(s3_bucket.uri, "SELECT sha256 FROM artifacts").sha256)
+    assert listed == cached  # every listed file, once, under its sha256
+    # An altered object in the bucket has another sha256: named, never served (the cache is by content).
+    art = query(s3_bucket.uri, f"SELECT path FROM artifacts WHERE kind = 'weights' AND as_of = '{EARLIER}'")
+    key = f"{s3_bucket.prefix}/{art.path[0]}"
+    s3_bucket.client.put_object(Bucket=s3_bucket.bucket, Key=key, Body=b"PAR1 not any more")
+    for path in cache.rglob("*"):  # a cold cache: the object is downloaded again and checked
+        if path.is_file():
+            path.unlink()
+    again = rotation("--store", s3_bucket.uri, "query", "--format", "json", sql)
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout) == expected[1:]
+    assert art.path[0] in again.stderr and len(warnings_of(again)) == 1
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in again.stdout + again.stderr
 
 
-@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
-def test_plain_duckdb_views_show_committed_runs_while_globs_show_all(where: str, tmp_path: Path,
-                                                                     request: pytest.FixtureRequest) -> None:
-    if where == "local":
-        store: Any = LocalStore(tmp_path / "artifacts")
-        root, s3 = str(store.root), None
-    else:
-        s3 = request.getfixturevalue("s3_bucket")
-        store = open_store(s3.uri)
-        root = s3.uri
-    publish_month(store, "2025-01", "20260101T000000Z-aaaaaa", 1)
-    publish_month(store, "2025-01", "20260102T000000Z-bbbbbb", 2, commit=False)
-    con = _plain_duckdb(root, s3)
-    committed = con.sql("SELECT DISTINCT run_id FROM weights").fetchall()
-    assert committed == [("20260101T000000Z-aaaaaa",)]
-    raw = con.sql(f"SELECT count(DISTINCT run_id) FROM read_parquet('{root}/weights/*/*/*.parquet', "
-                  "hive_partitioning = true)").fetchone()
-    assert raw == (2,), "a raw glob also sees the uncommitted run: hence the views"
-    con.close()
+@pytest.mark.s3
+def test_a_503_during_a_query_exits_5_in_one_line(run: RealRun, s3_bucket: Any, fault_proxy: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, rotation: Rotation) -> None:
+    upload(run, s3_bucket)
+    proxy = fault_proxy(s3_bucket.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setenv("ROTATION_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ROTATION_STORE__MAX_ATTEMPTS", "2")
+    store = open_store(s3_bucket.uri)  # the bucket answers the probe ...
+    proxy.failures = 10**9             # ... then every request gets 503
+    with pytest.raises(StoreUnavailable) as info:
+        query(store, "SELECT count(*) FROM weights")
+    assert s3_bucket.uri in info.value.one_line() and "503" in info.value.one_line()
+    result = rotation("--store", s3_bucket.uri, "query", "SELECT * FROM runs")
+    assert result.exit_code == ExitCode.STORE, result.stderr
+    assert s3_bucket.uri in result.error and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
