@@ -319,6 +319,9 @@ def load_publication(store: Store, max_workers: int = 8) -> Publication:
         except ArtifactNotFound:
             item.problem = f"{path}: missing from the store"
             return
+        except ValueError as exc:  # a path that escapes the store root: a damaged manifest entry
+            item.problem = f"{path}: not a path in the store ({exc})"
+            return
         item.problem = check_entry(entry, data, full=False)
         if item.problem:
             return
@@ -463,8 +466,6 @@ def connect(store: Store | str | Path, settings: Any | None = None, *,
 def _connect(store: Store | str | Path, settings: Any | None, warn: Warn) -> tuple[duckdb.DuckDBPyConnection, int]:
     if isinstance(store, str | Path):
         store = open_store(str(store), settings)
-    if getattr(store, "url_for", None) is None and hasattr(store, "root"):
-        raise ConfigError(f"store {store.uri} cannot be queried: it has no file URLs")
     pub = load_publication(store)
     for line in pub.damaged_manifests.values():
         warn(f"damaged manifest, month left out of the views: {line}")

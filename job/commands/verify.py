@@ -26,6 +26,8 @@ def _check(store: Any, as_of: str, entry: dict[str, Any]) -> str | None:
         data = store.get_bytes(path)
     except ArtifactNotFound:
         return f"{as_of}: {path}: missing from the store"
+    except ValueError as exc:  # a path that escapes the store root
+        return f"{as_of}: {path}: not a path in the store ({exc})"
     problem = check_entry(entry, data, full=True)
     return f"{as_of}: {problem}" if problem else None
 
