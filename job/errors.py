@@ -75,3 +75,13 @@ class LockHeld(RotationError):
     """Another run holds the store's run lock."""
 
     exit_code = ExitCode.LOCKED
+
+
+class DamagedArtifact(RotationError):
+    """A published manifest or artifact is unreadable or no longer matches its sha256.
+
+    Exit code 3, like other bad data: readers skip it with a warning, ``rotation verify`` lists it, and
+    the next complete ``rotation run`` of the month replaces it.
+    """
+
+    exit_code = ExitCode.VALIDATION

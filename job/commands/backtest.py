@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,76 +9,8 @@ import click
 import pandas as pd
 
 from job.app import App, pass_app
-from job.logs import get_logger
 from job.months import month_str, parse_month
-from job.strategy import MODES, PRESETS, StrategyParams
-
-log = get_logger("backtest")
-
-# The sweep's default grid: monthly predictions are mostly within +-3 %, so the thresholds sit there.
-SWEEP_THRESHOLDS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.10, 0.15)
-SWEEP_FACTORS = (1.0, 2.0, 3.0, 5.0, 10.0)
-SWEEP_SHRINKAGES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-
-
-def strategy_params(settings: Any, *, preset: str | None = None, **flags: Any) -> StrategyParams:
-    """``settings.strategy`` < ``preset`` (threshold, factor, shrinkage, mode) < flags given (not None)."""
-    params = StrategyParams.from_settings(settings)
-    if preset:
-        chosen = PRESETS[preset]
-        params = params.replace(threshold=chosen.threshold, factor=chosen.factor, shrinkage=chosen.shrinkage,
-                                mode=chosen.mode)
-    try:
-        return params.replace(**flags)
-    except ValueError as exc:
-        from job.errors import ConfigError
-
-        raise ConfigError(f"strategy: {exc}") from None
-
-
-def backtest_stage(dataset: Any, settings: Any, model_names: Sequence[str], *, params: StrategyParams,
-                   scheme: str | None = None, start: pd.Period | None = None, n_jobs: int | None = None,
-                   sweep_grid: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
-                   ) -> tuple[Any, dict[str, Any], pd.DataFrame | None]:
-    """Run the backtest, its metrics and (with ``sweep_grid``) the parameter sweep; no I/O.
-
-    Returns ``(BacktestResult, metrics document, sweep table or None)`` (what :func:`write_artifacts`
-    publishes); the ``run`` command calls this too.
-    """
-    from job.backtest import sweep_result, walk_forward
-    from job.metrics import summarise
-
-    result = walk_forward(dataset, model_names, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params)
-    summary = summarise(result, None, settings)
-    summary["backtest"] = {**result.info, "folds": len(result.folds)}
-    summary["data"] = {k: dataset.info.get(k) for k in ("source", "universe", "as_of", "data_fingerprint",
-                                                        "look_ahead") if k in dataset.info}
-    summary["data"]["publication_lag_months"] = dataset.publication_lag_months
-    table = None
-    if sweep_grid is not None:
-        began = time.perf_counter()
-        table = sweep_result(result, dataset, *sweep_grid, mode=params.mode, cost_bps=params.cost_bps,
-                             original_rf=float(settings.backtest.original_sortino_rf))
-        log.info("sweep done", extra={"fields": {"combinations": len(table),
-                                                 "seconds": round(time.perf_counter() - began, 3)}})
-    return result, summary, table
-
-
-def write_artifacts(publisher: Any, result: Any, summary: dict[str, Any], sweep: pd.DataFrame | None) -> list[str]:
-    """Write ``backtest`` (one row per model and month), ``backtest_positions`` (one row per model, month
-    and asset: forecast, realised, weight, flag, multiplier, exposure), ``metrics/metrics.json`` and
-    ``sweep`` through a :class:`job.store.publish.Publisher`; returns the keys (commit is the caller's).
-    """
-    from job.backtest import as_table
-
-    positions = result.forecasts.merge(result.weights, on=["model", "decision_month", "target_month", "asset"],
-                                       how="left", validate="one_to_one")
-    keys = [publisher.write_table("backtest", as_table(result.portfolio)),
-            publisher.write_table("backtest_positions", as_table(positions)),
-            publisher.write_json("metrics", "metrics.json", summary)]
-    if sweep is not None:
-        keys.append(publisher.write_table("sweep", sweep))
-    return keys
+from job.strategy import MODES, PRESETS
 
 
 def _floats(text: str | None, default: Sequence[float], name: str) -> tuple[float, ...]:
@@ -124,41 +55,49 @@ def backtest(app: App, as_of: str | None, models_text: str | None, scheme: str |
              sweep_shrinkages: str | None) -> None:
     """Backtest the models month by month and publish backtest/ and metrics/ artifacts.
 
+    The same backtest and metrics as `rotation run`'s, merged into the month's publication (the named
+    models' rows replace theirs; every other artifact stays as published).
+
     Walk-forward: every forecast is made by a model fitted only on labels up to its decision month,
     refitted per models.refit_months. Reports CAGR, volatility, Sharpe, Sortino, drawdown, Calmar, hit
     rate vs SPY, turnover and costs, for the full out-of-sample span and the original's last-20 % window,
     with SPY and equal weight alongside, plus forecast MAE against persistence and historical-mean and
-    the rank IC. Exit code 2 for bad options or too little history, 5 when the store is unreachable.
+    the rank IC. Exit code 2 for bad options or too little history, 5 when the store is unreachable, 6 when
+    another run keeps the lock.
     """
     from job.models.factory import parse_model_names
-    from job.store.publish import Publisher, new_run_id
-    from job.warehouse import load_dataset
+    from job.stages import data, evaluation
+    from job.stages.session import session
 
     settings = app.settings
-    params = strategy_params(settings, preset=preset, threshold=threshold, factor=factor, shrinkage=shrinkage,
-                             mode=mode, cost_bps=cost_bps)
+    params = evaluation.strategy_params(settings, preset=preset, threshold=threshold, factor=factor,
+                                        shrinkage=shrinkage, mode=mode, cost_bps=cost_bps)
     names = parse_model_names(models_text, settings)
     grid = None
     if do_sweep:
-        grid = (_floats(sweep_thresholds, SWEEP_THRESHOLDS, "--sweep-thresholds"),
-                _floats(sweep_factors, SWEEP_FACTORS, "--sweep-factors"),
-                _floats(sweep_shrinkages, SWEEP_SHRINKAGES, "--sweep-shrinkages"))
-    timings: dict[str, float] = {}
-    began = time.perf_counter()
-    dataset, month = load_dataset(settings, app.warehouse, as_of=parse_month(as_of) if as_of else None,
-                                  publication_lag=publication_lag)
-    timings["load"] = time.perf_counter() - began
-    began = time.perf_counter()
-    result, summary, table = backtest_stage(dataset, settings, names, params=params, scheme=scheme,
+        grid = (_floats(sweep_thresholds, evaluation.SWEEP_THRESHOLDS, "--sweep-thresholds"),
+                _floats(sweep_factors, evaluation.SWEEP_FACTORS, "--sweep-factors"),
+                _floats(sweep_shrinkages, evaluation.SWEEP_SHRINKAGES, "--sweep-shrinkages"))
+    store = app.store()
+    month_flag = parse_month(as_of) if as_of else None
+    with session(store, settings, "backtest", as_of=month_str(month_flag) if month_flag else None) as run:
+        with run.stage("dataset"):
+            dataset, month = data.load(settings, app.warehouse, as_of=month_flag, publication_lag=publication_lag)
+        with run.stage("backtest"):
+            evaluated = evaluation.backtest(dataset, settings, names, params=params, scheme=scheme,
                                             start=parse_month(start) if start else None, n_jobs=n_jobs,
                                             sweep_grid=grid)
-    timings["backtest"] = time.perf_counter() - began
-    run_id = new_run_id()
-    summary["as_of"], summary["run_id"] = month_str(month), run_id
-    publisher = Publisher(app.store(), month_str(month), run_id)
-    write_artifacts(publisher, result, summary, table)
-    publisher.commit(timings=timings, extra={"stage": "backtest"})
-    _echo_summary(summary, table)
+        if publication_lag is not None and publication_lag != settings.data.publication_lag_months:
+            # A backtest at another lag (0: the original's look-ahead) must never replace the month's
+            # point-in-time results; `rotation run` publishes the lag-0 audit beside them instead.
+            click.echo(f"not published: --publication-lag {publication_lag} differs from the configured "
+                       f"{settings.data.publication_lag_months}", err=True)
+        else:
+            with run.stage("publish"):
+                publisher = run.publisher(month_str(month), mode="merge")
+                evaluation.publish_backtest(publisher, evaluated)
+            publisher.commit(run.timings)
+    _echo_summary(evaluated.metrics, evaluated.sweep)
 
 
 def _echo_summary(summary: dict[str, Any], table: pd.DataFrame | None) -> None:

@@ -9,7 +9,7 @@ import click
 
 from job.app import App, pass_app
 from job.config import SOURCES
-from job.sources import fetch, parse_sources
+from job.sources import parse_sources
 
 SOURCE_HELP = f"Comma-separated: {', '.join(SOURCES)} (live prices + macro: yahoo,fred-md)."
 
@@ -33,15 +33,6 @@ def apply_source_options(app: App, source: str | None, snapshot_dir: str | None,
     return names
 
 
-def run_ingest(app: App, names: list[str]) -> dict:
-    """Fetch and load; returns the ingest summary."""
-    from job import warehouse
-
-    universe = app.settings.universe(names[0] if len(names) == 1 else None)
-    data = fetch(names, app.settings, universe, app.settings.snapshot_dir())
-    return warehouse.ingest(app.warehouse, data, universe)
-
-
 @click.command()
 @source_options
 @pass_app
@@ -50,6 +41,8 @@ def ingest(app: App, source: str | None, snapshot_dir: str | None, universe: str
 
     Re-ingesting the same data changes nothing; a failed ingest leaves the previous tables intact.
     """
+    from job.stages import data
+
     names = apply_source_options(app, source, snapshot_dir, universe)
-    summary = run_ingest(app, names)
+    summary = data.ingest(app.settings, app.warehouse, names)
     click.echo(json.dumps({**summary, "warehouse": str(Path(app.warehouse))}, default=str))

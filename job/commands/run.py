@@ -40,8 +40,10 @@ def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | 
     """Run the monthly job end to end: ingest, validate, train or load, forecast, allocate, backtest,
     publish (manifest last) and report.
 
-    Exit codes: 2 bad configuration, 3 validation failed (only validation.json is written), 4 data source
-    down, 5 store unavailable, 6 another run holds the lock.
+    A run is a complete publication of its month: its manifest replaces the month's previous one (stage
+    commands merge into it instead). Exit codes: 2 bad configuration, 3 validation failed (only
+    validation.json is written), 4 data source down, 5 store unavailable, 6 another live run kept the
+    lock for store.lock_wait_s.
     """
     from job.models import parse_model_names
     from job.pipeline import RunOptions, run_month
@@ -50,8 +52,9 @@ def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | 
     app.override("models", lstm_preset=lstm_preset)
     app.override("strategy", threshold=threshold, factor=factor, shrinkage=shrinkage, mode=mode, cost_bps=cost_bps)
     models = parse_model_names(models_text, app.settings)
-    result = run_month(app, RunOptions(sources=names, as_of=parse_month(as_of) if as_of else None, models=models,
-                                       scheme=scheme, output=output, audit=audit, ingest=not skip_ingest))
+    result = run_month(app.settings, app.warehouse, app.store(),
+                       RunOptions(sources=names, as_of=parse_month(as_of) if as_of else None, models=models,
+                                  scheme=scheme, output=output, audit=audit, ingest=not skip_ingest))
     click.echo(result.summary_text)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     click.echo(f"published {result.as_of} run {result.run_id} to {result.store_uri} ({timings})")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from job.app import App, pass_app
-from job.errors import DataError, StoreUnavailable
+from job.errors import LockHeld, StoreUnavailable
 from job.logs import get_logger
 from job.months import month_str, parse_month
 
@@ -35,37 +35,33 @@ def validate(app: App, as_of: str | None, publication_lag: int | None, json_path
     warnings, worst example). Exits with status 3 when a critical check fails; the failing result is
     then written to the store (validation/...), and no manifest, so the month stays unpublished.
     """
-    from job import warehouse
-    from job.validation import validate as run_validation
+    from job.stages import data
 
-    settings = app.settings
-    month = parse_month(as_of) if as_of else None
-    build_error: DataError | None = None
-    with warehouse.connect(app.warehouse, read_only=True) as con:
-        try:
-            dataset, month = warehouse.build_dataset(con, settings, as_of=month, publication_lag=publication_lag)
-        except DataError as exc:  # e.g. a month without prices: still show which checks fail and why
-            dataset, build_error = None, exc
-            month = month or warehouse.default_as_of(con, settings)
-        report = run_validation(con, settings, dataset, month)
+    month = data.prepare(app.settings, app.warehouse, as_of=parse_month(as_of) if as_of else None,
+                         publication_lag=publication_lag)
+    report = month.validation
     click.echo(report.summary_table())
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     if not report.passed and publish_failure:
-        _publish_failure(app, month_str(month), report.to_dict())
+        _publish_failure(app, month_str(month.as_of), report.to_dict())
     report.raise_if_failed()
-    if build_error is not None:
-        raise build_error
+    if month.build_error is not None:
+        raise month.build_error
 
 
 def _publish_failure(app: App, as_of: str, result: dict) -> None:
-    """Write the failed result to the store; an unreachable store is logged, the exit stays 3."""
-    from job.store.publish import new_run_id, write_failed_validation
+    """Write the failed result to the store under the run lock (no manifest: nothing is published);
+    an unreachable or locked store is logged, the exit stays 3."""
+    from job.stages.session import session
+    from job.store.publish import write_failed_validation
 
     try:
-        key = write_failed_validation(app.store(), as_of, new_run_id(), result)
-    except StoreUnavailable as exc:
+        store = app.store()
+        with session(store, app.settings, "validate", as_of=as_of) as run:
+            key = write_failed_validation(store, as_of, run.run_id, result)
+    except (StoreUnavailable, LockHeld) as exc:
         log.warning("could not write the validation result to the store: %s", exc.one_line())
         return
     log.info("validation result written to %s/%s", app.store_uri.rstrip("/"), key)

@@ -1,20 +1,13 @@
 """The report: one self-contained HTML page and a terminal summary, rendered from :class:`ReportData`.
 
-``rotation run`` builds a :class:`ReportData` (the input contract, :mod:`job.report.data`), then calls
-:func:`write_report` (or :func:`report_artifacts` to publish the bytes itself) before the manifest;
-``rotation report`` re-renders a committed month from its stored ``report_data.json``.
+``rotation run`` builds a :class:`ReportData` (the input contract, :mod:`job.report.data`) in
+:mod:`job.stages.report` and publishes it with the HTML; ``rotation report`` re-renders a published month
+from its stored report data (:func:`load_report_data`).
 """
 
 from __future__ import annotations
 
-from job.report.artifacts import (
-    collect_provenance,
-    load_committed,
-    mask_secrets,
-    report_artifacts,
-    report_keys,
-    write_report,
-)
+from job.report.artifacts import collect_provenance, load_report_data, mask_secrets
 from job.report.data import (
     BASELINES,
     BENCHMARK_KEY,
@@ -64,11 +57,8 @@ __all__ = [
     "ReportData",
     "ValidationSuite",
     "collect_provenance",
-    "load_committed",
+    "load_report_data",
     "mask_secrets",
     "render_html",
     "render_text",
-    "report_artifacts",
-    "report_keys",
-    "write_report",
 ]

@@ -1,14 +1,31 @@
-"""Atomic publication of one month's results: artifacts under a run_id, then the manifest, then GC.
+"""Publication of a month: artifacts under a run_id, then the manifest (written last), then GC.
 
-A run writes every artifact under its own ``run_id`` partition::
+A publication writes its artifacts under its own ``run_id`` folder (paths from :mod:`job.artifacts`)::
 
     forecasts/as_of=2025-01/run_id=20261123T213000Z-3f9a2c/part-0.parquet
-    metrics/as_of=2025-01/run_id=20261123T213000Z-3f9a2c/metrics.json
 
-and publishes them by writing ``runs/as_of=2025-01/manifest.json`` LAST (size and sha256 of every
-artifact). Readers follow manifests, so until the manifest lands the month's previous run stays what
-everyone sees; a crash or ``kill -9`` at any point before it leaves only unreferenced files, which the
-next successful commit of that month garbage-collects.
+and makes them visible by writing ``runs/as_of=2025-01/manifest.json`` LAST. Readers follow
+manifests, so a crash or ``kill -9`` at any point before that leaves only unreferenced files.
+
+Two modes, one rule: **no publication hides what another published**.
+
+``replace`` (``rotation run``)
+    A complete publication of the month: the new manifest lists only this run's artifacts. It is the
+    "complete newer publication" that supersedes the month.
+``merge`` (the stage commands: ``forecast``, ``backtest``, ``report``)
+    The new manifest lists the previous manifest's artifacts plus this publication's. A table kind with
+    ``merge_on`` columns keeps the previous rows whose keys this publication does not carry (a
+    ``forecast --models ridge`` after a ``run`` replaces ridge's rows and keeps the others); any other
+    kind this publication writes replaces the previous file of that kind.
+
+The manifest is written with a conditional put guarded by the previous manifest's ETag (If-Match, or
+If-None-Match for a first publication), so a writer that lost the run lock cannot overwrite another's
+publication; a 412 caused by botocore retrying our own write whose response was lost is recognised by
+reading the manifest back. Stores without conditional writes (Swift) rely on the run lock alone.
+
+Garbage collection, after the manifest landed, removes only run folders of the month that no current
+manifest references, across every kind found in the store, keeping the ``retention_runs`` newest
+unreferenced run ids (readers that read the previous manifest a moment ago still find its files).
 """
 
 from __future__ import annotations
@@ -17,32 +34,48 @@ import hashlib
 import io
 import json
 import math
-import re
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from job.errors import ConfigError
+from job import artifacts
+from job.artifacts import RUN_PATH_RE, Kind, check_as_of, check_run_id
+from job.errors import LockHeld
 from job.logs import get_logger
 from job.store.base import ArtifactNotFound, Store
+from job.store.manifest import (
+    SCHEMA_VERSION,
+    DamagedManifest,
+    check_artifact,
+    list_manifests,
+    manifest_key,
+    parse_manifest,
+    read_manifest,
+    verify_manifest,
+)
 
 log = get_logger("store")
 
-MANIFEST_NAME = "manifest.json"
 DEFAULT_RETENTION_RUNS = 2
-RUNS_PREFIX = "runs/"
-TABLE_KINDS = ("forecasts", "weights", "backtest")
-RUN_KINDS = ("forecasts", "weights", "backtest", "metrics", "validation", "reports")
-AS_OF_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
-KIND_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-RUN_PATH_RE = re.compile(r"^(?P<kind>[^/]+)/as_of=(?P<as_of>[^/]+)/run_id=(?P<run_id>[^/]+)/")
-MANIFEST_RE = re.compile(r"^runs/as_of=(?P<as_of>[^/]+)/manifest\.json$")
+PUBLICATION_HISTORY = 20
+STRUCTURAL_KEYS = ("schema", "as_of", "run_id", "created_at", "command", "artifacts", "publications", "timings",
+                   "complete")
+# What a complete month holds: the kinds `rotation run` publishes.
+COMPLETE_KINDS = ("forecasts", "weights", "backtest", "backtest_forecasts", "backtest_weights", "metrics",
+                  "validation", "report_data", "reports")
+Mode = Literal["replace", "merge"]
+
+__all__ = ["COMPLETE_KINDS", "Publisher", "garbage_collect", "json_bytes", "list_manifests", "new_run_id",
+           "parquet_bytes", "read_manifest", "verify_manifest", "write_failed_validation"]
+
+
+class HeldLock(Protocol):
+    def assert_held(self) -> None: ...
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -51,43 +84,18 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _check_as_of(as_of: str) -> str:
-    if not AS_OF_RE.match(as_of):
-        raise ConfigError(f"as-of month {as_of!r} is not YYYY-MM")
-    return as_of
-
-
-def _check_run_id(run_id: str) -> str:
-    if not RUN_ID_RE.match(run_id):
-        raise ConfigError(f"run id {run_id!r} may hold only letters, digits, '.', '_' and '-'")
-    return run_id
-
-
-def run_prefix(kind: str, as_of: str, run_id: str) -> str:
-    """``{kind}/as_of={as_of}/run_id={run_id}/``: the folder of one run's artifacts of one kind."""
-    if not KIND_RE.match(kind):
-        raise ConfigError(f"artifact kind {kind!r} must be lower-case letters, digits, '_' or '-'")
-    return f"{kind}/as_of={_check_as_of(as_of)}/run_id={_check_run_id(run_id)}/"
-
-
-def manifest_key(as_of: str) -> str:
-    """``runs/as_of={as_of}/manifest.json``."""
-    return f"{RUNS_PREFIX}as_of={_check_as_of(as_of)}/{MANIFEST_NAME}"
-
-
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    """Serialise ``df`` to parquet deterministically: the same frame always gives the same bytes.
-
-    A named index (or MultiIndex) becomes ordinary columns; an unnamed default index is dropped.
-    pyarrow writes no timestamps of its own (only its version string and the pandas schema), so a
-    repeated run with identical results writes identical files with identical sha256.
-    """
-    if any(name is not None for name in df.index.names):
-        df = df.reset_index()
-    table = pa.Table.from_pandas(df, preserve_index=False)
+def table_bytes(table: pa.Table) -> bytes:
+    """Deterministic parquet: the same table always gives the same bytes (no timestamps are written)."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", write_statistics=True, store_schema=True)
     return sink.getvalue()
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """A frame outside the artifact contract (tests, tools) as deterministic parquet."""
+    if any(name is not None for name in df.index.names):
+        df = df.reset_index()
+    return table_bytes(pa.Table.from_pandas(df, preserve_index=False))
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -118,180 +126,250 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
+def _kind(kind: Kind | str) -> Kind:
+    return kind if isinstance(kind, Kind) else artifacts.get(kind)
+
+
 class Publisher:
-    """Writes one run's artifacts and publishes them with a manifest.
+    """Writes one publication's artifacts and commits them with the month's manifest.
 
     Parameters
     ----------
     store:
         The artifact store.
     as_of:
-        The month the run is for (``YYYY-MM``).
+        The month (``YYYY-MM``).
     run_id:
-        This run's id (:func:`new_run_id`).
+        This publication's id (:func:`new_run_id`).
+    command:
+        What publishes (``run``, ``forecast``, ``backtest``, ``report``), recorded in the manifest.
+    mode:
+        ``replace`` for a complete publication, ``merge`` for a stage command (module docstring).
+    lock:
+        The run lock this publication holds; checked right before the manifest is written.
     retention_runs:
-        Run ids of the month kept after a commit (newest first); the committed one and the previously
-        committed one are always kept. None: the store's ``retention_runs`` (set by ``open_store`` from
-        ``settings.store.retention_runs``), else 2.
+        Unreferenced run ids of the month kept by GC (default: the store's, else 2).
 
-    Each ``write_*`` method returns the key written and records its size and sha256; :meth:`commit`
-    writes the manifest last.
-
-    .. warning:: Nothing is visible to readers until :meth:`commit`; a Publisher that is never
-       committed leaves only unreferenced files behind.
+    .. warning:: Nothing is visible to readers until :meth:`commit`.
     """
 
-    def __init__(self, store: Store, as_of: str, run_id: str, retention_runs: int | None = None) -> None:
+    def __init__(self, store: Store, as_of: str, run_id: str, *, command: str = "run", mode: Mode = "replace",
+                 lock: HeldLock | None = None, retention_runs: int | None = None) -> None:
         self.store = store
-        self.as_of = _check_as_of(as_of)
-        self.run_id = _check_run_id(run_id)
+        self.as_of = check_as_of(as_of)
+        self.run_id = check_run_id(run_id)
+        self.command = command
+        self.mode = mode
+        self.lock = lock
         self.retention_runs = int(retention_runs if retention_runs is not None
                                   else getattr(store, "retention_runs", DEFAULT_RETENTION_RUNS))
         self.artifacts: dict[str, dict[str, Any]] = {}
         self.committed: dict[str, Any] | None = None
+        self._previous: tuple[dict[str, Any] | None, str | None] | None = None
 
-    def key(self, kind: str, filename: str) -> str:
-        """``{kind}/as_of=../run_id=../{filename}`` for this run."""
-        if not filename.strip("/") or ".." in filename.split("/"):
-            raise ConfigError(f"bad artifact file name {filename!r}")
-        return run_prefix(kind, self.as_of, self.run_id) + filename.strip("/")
+    # -- the previous publication --------------------------------------------------------------------
 
-    def write_bytes(self, key_under_store: str, data: bytes, content_type: str | None = None) -> str:
-        """Write ``data`` at ``key_under_store`` and record it for the manifest; returns the key."""
+    def previous(self) -> dict[str, Any] | None:
+        """The month's current manifest (None: never published, or damaged: then it is replaced)."""
+        return self._read_previous()[0]
+
+    def _read_previous(self) -> tuple[dict[str, Any] | None, str | None]:
+        if self._previous is None:
+            key = manifest_key(self.as_of)
+            etag: str | None = None
+            try:
+                if hasattr(self.store, "get_with_etag"):
+                    data, etag = self.store.get_with_etag(key)  # type: ignore[attr-defined]
+                else:
+                    data = self.store.get_bytes(key)
+            except ArtifactNotFound:
+                self._previous = (None, None)
+                return self._previous
+            try:
+                self._previous = (parse_manifest(data, key), etag)
+            except DamagedManifest as exc:
+                log.warning("%s; this publication replaces it", exc)
+                self._previous = (None, etag)
+        return self._previous
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def write_bytes(self, kind: Kind | str, data: bytes, file: str | None = None,
+                    content_type: str | None = None) -> str:
+        """Write ``data`` as ``file`` of ``kind`` under this run and record it; returns the key."""
         if self.committed is not None:
-            raise RuntimeError("this run is already committed")
-        key = key_under_store.lstrip("/")
+            raise RuntimeError("this publication is already committed")
+        spec = _kind(kind)
+        key = spec.key(self.as_of, self.run_id, file)
         self.store.put_bytes(key, data, content_type)
-        self.artifacts[key] = {"path": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        self.artifacts[key] = {"path": key, "kind": spec.name, "run_id": self.run_id, "bytes": len(data),
+                               "sha256": hashlib.sha256(data).hexdigest()}
         return key
 
-    def write_table(self, kind: str, df: pd.DataFrame) -> str:
-        """Write ``df`` as ``{kind}/as_of=../run_id=../part-0.parquet`` (deterministic bytes)."""
-        return self.write_bytes(self.key(kind, "part-0.parquet"), parquet_bytes(df),
-                                "application/vnd.apache.parquet")
+    def write_table(self, kind: Kind | str, frame: pd.DataFrame) -> str:
+        """Write ``frame`` as the kind's parquet (schema checked); in merge mode, merged with the
+        previous publication's rows of the same kind (module docstring)."""
+        spec = _kind(kind)
+        table = spec.table(frame)
+        if self.mode == "merge" and spec.merge_on:
+            table = self._merged(spec, table)
+        return self.write_bytes(spec, table_bytes(table), content_type="application/vnd.apache.parquet")
 
-    def write_json(self, kind: str, filename: str, obj: Any) -> str:
-        """Write ``obj`` as stable JSON at ``{kind}/as_of=../run_id=../{filename}``."""
-        return self.write_bytes(self.key(kind, filename), json_bytes(obj), "application/json")
+    def write_json(self, kind: Kind | str, obj: Any, file: str | None = None) -> str:
+        """Write ``obj`` as stable JSON."""
+        return self.write_bytes(kind, json_bytes(obj), file, "application/json")
+
+    def _merged(self, spec: Kind, table: pa.Table) -> pa.Table:
+        previous = self.previous()
+        entries = [a for a in (previous or {}).get("artifacts", []) if a.get("kind") == spec.name]
+        if not entries:
+            return table
+        kept: list[pa.Table] = []
+        for entry in entries:
+            try:
+                data = self.store.get_bytes(entry["path"])
+            except ArtifactNotFound:
+                log.warning("%s is listed in the manifest but missing; its rows are not carried over",
+                            entry["path"])
+                continue
+            problem = check_artifact(entry["path"], data, entry)
+            if problem:
+                log.warning("%s; its rows are not carried over", problem)
+                continue
+            try:
+                old = pq.read_table(io.BytesIO(data))
+            except (pa.ArrowException, OSError) as exc:
+                log.warning("%s cannot be read (%s); its rows are not carried over", entry["path"], exc)
+                continue
+            if not old.schema.remove_metadata().equals(table.schema.remove_metadata()):
+                log.info("%s has an older format; this publication replaces it", entry["path"])
+                continue
+            mask = pc.invert(_key_in(old, table, spec.merge_on))
+            kept.append(old.filter(mask))
+        if not kept:
+            return table
+        return pa.concat_tables([*kept, table]).combine_chunks()
+
+    # -- committing ----------------------------------------------------------------------------------
 
     def commit(self, timings: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Publish: write ``runs/as_of=../manifest.json`` last, then garbage-collect old run ids.
+        """Write the month's manifest (last), then garbage-collect; returns the manifest.
 
-        Returns the manifest. Until the manifest is written, readers see the month's previous run.
-        A failure of the garbage collection is logged, never raised: the run is published by then.
+        Raises LockHeld (exit 6) when the run lock was lost or another writer published the month
+        meanwhile; nothing of this publication is then visible. A GC failure is logged, never raised.
         """
         if self.committed is not None:
             return self.committed
-        previous = read_manifest(self.store, self.as_of)
+        previous, etag = self._read_previous()
+        written = {a["kind"] for a in self.artifacts.values()}
+        carried: list[dict[str, Any]] = []
+        base: dict[str, Any] = {}
+        history: list[dict[str, Any]] = []
+        if self.mode == "merge" and previous is not None:
+            carried = [a for a in previous["artifacts"] if a.get("kind") not in written]
+            base = {k: v for k, v in previous.items() if k not in STRUCTURAL_KEYS}
+            history = list(previous.get("publications", []))
+        created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        entries = sorted([*carried, *self.artifacts.values()], key=lambda a: a["path"])
+        kinds = {a["kind"] for a in entries}
+        history.append({"run_id": self.run_id, "command": self.command, "created_at": created_at,
+                        "kinds": sorted(written)})
         manifest: dict[str, Any] = {
-            **(extra or {}),
+            **base, **(extra or {}),
+            "schema": SCHEMA_VERSION,
             "as_of": self.as_of,
             "run_id": self.run_id,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "artifacts": sorted(self.artifacts.values(), key=lambda a: a["path"]),
+            "command": self.command,
+            "created_at": created_at,
+            "complete": all(k in kinds for k in COMPLETE_KINDS),
+            "artifacts": entries,
+            "publications": history[-PUBLICATION_HISTORY:],
             "timings": {k: round(float(v), 3) for k, v in (timings or {}).items()},
         }
-        self.store.put_bytes(manifest_key(self.as_of), json_bytes(manifest), "application/json")
+        if self.lock is not None:
+            self.lock.assert_held()
+        self._put_manifest(json_bytes(manifest), etag)
         self.committed = manifest
-        log.info("published %s run %s (%d artifacts)", self.as_of, self.run_id, len(self.artifacts),
-                 extra={"fields": {"as_of": self.as_of, "run_id": self.run_id}})
-        keep = {self.run_id}
-        if previous and previous.get("run_id"):
-            keep.add(str(previous["run_id"]))
+        log.info("published %s run %s (%s, %d artifacts)", self.as_of, self.run_id, self.command, len(entries),
+                 extra={"fields": {"as_of": self.as_of, "run_id": self.run_id, "command": self.command,
+                                   "artifacts": len(entries)}})
         try:
-            kinds = set(RUN_KINDS) | _kinds(manifest) | _kinds(previous)
-            garbage_collect(self.store, self.as_of, keep=keep, retention_runs=self.retention_runs,
-                            kinds=sorted(kinds), newest=self.run_id)
+            garbage_collect(self.store, self.as_of, keep_manifests=[manifest, previous],
+                            retention_runs=self.retention_runs, newest=self.run_id)
         except Exception as exc:  # published already: a GC failure must not fail the run
             log.warning("garbage collection of %s failed: %s", self.as_of, exc)
         return manifest
 
+    def _put_manifest(self, data: bytes, etag: str | None) -> None:
+        key = manifest_key(self.as_of)
+        store: Any = self.store
+        if not hasattr(store, "put_if_absent"):
+            store.put_bytes(key, data, "application/json")  # local folder: the run lock makes it exclusive
+            return
+        from job.store.s3 import ConditionalWritesUnsupported
 
-def _kinds(manifest: dict[str, Any] | None) -> set[str]:
-    if not manifest:
-        return set()
-    out = set()
-    for art in manifest.get("artifacts", []):
-        match = RUN_PATH_RE.match(str(art.get("path", "")))
-        if match:
-            out.add(match["kind"])
-    return out
+        try:
+            done = store.put_if_match(key, data, etag) if etag else store.put_if_absent(key, data)
+        except ConditionalWritesUnsupported:
+            store.put_bytes(key, data, "application/json")  # Swift: the run lock's best effort alone
+            return
+        if done is not None:
+            return
+        # 412: either another writer published meanwhile, or botocore retried our own write whose
+        # response was lost. The manifest tells which.
+        try:
+            current = store.get_bytes(key)
+        except ArtifactNotFound:
+            current = b""
+        if current == data:
+            return
+        raise LockHeld(f"another process published {self.as_of} while this {self.command} was running; "
+                       "nothing of this run was published",
+                       hint="check that every writer of this store uses the run lock; run it again")
 
 
-def run_ids_of_month(store: Store, as_of: str, kinds: list[str] | tuple[str, ...] = RUN_KINDS) -> dict[str, list[str]]:
-    """``{run_id: [keys]}`` of every run (committed or not) that wrote ``kinds`` for ``as_of``."""
-    out: dict[str, list[str]] = {}
-    for kind in kinds:
-        for key in store.list(f"{kind}/as_of={as_of}/"):
-            match = RUN_PATH_RE.match(key)
-            if match and match["as_of"] == as_of:
-                out.setdefault(match["run_id"], []).append(key)
-    return out
+def _key_in(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) -> pa.Array:
+    """Boolean mask over ``old``: whether each row's ``columns`` values occur in ``new`` (nulls match)."""
+    def keys(table: pa.Table) -> pa.Array:
+        parts = [pc.fill_null(pc.cast(table[c], pa.string()), "\x00") for c in columns]
+        return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+
+    return pc.is_in(keys(old), value_set=pc.unique(keys(new)))
 
 
-def garbage_collect(store: Store, as_of: str, *, keep: set[str], retention_runs: int,
-                    kinds: list[str] | tuple[str, ...] = RUN_KINDS, newest: str | None = None) -> list[str]:
-    """Delete run ids of ``as_of`` beyond the ``retention_runs`` newest; never those in ``keep``.
+def garbage_collect(store: Store, as_of: str, *, keep_manifests: list[dict[str, Any] | None],
+                    retention_runs: int, newest: str | None = None) -> list[str]:
+    """Delete the month's run folders that no manifest in ``keep_manifests`` references.
 
-    Run ids sorting after ``newest`` (a run that started later, e.g. under clock skew) are never
-    deleted either. Returns the deleted run ids.
+    Every kind found in the store counts (also kinds this version no longer writes). The
+    ``retention_runs`` newest unreferenced run ids, and any run id sorting after ``newest`` (a run
+    that started later), are kept. Returns the deleted folders.
     """
-    runs = run_ids_of_month(store, as_of, kinds)
-    ordered = sorted(runs, reverse=True)
-    retained = set(ordered[:max(retention_runs, 0)]) | set(keep)
-    doomed = [r for r in ordered if r not in retained and (newest is None or r < newest)]
-    keys = [k for r in doomed for k in runs[r]]
+    referenced = {path.rsplit("/", 1)[0] + "/" for m in keep_manifests if m
+                  for path in (str(a.get("path", "")) for a in m.get("artifacts", []))}
+    folders: dict[str, list[str]] = {}
+    run_of: dict[str, str] = {}
+    for key in store.list(""):
+        match = RUN_PATH_RE.match(key)
+        if match and match["as_of"] == as_of:
+            folder = key[: len(key) - len(match["file"])]
+            folders.setdefault(folder, []).append(key)
+            run_of[folder] = match["run_id"]
+    unreferenced_runs = sorted({run_of[f] for f in folders if f not in referenced}, reverse=True)
+    spared = set(unreferenced_runs[:max(retention_runs, 0)])
+    doomed = [f for f in folders if f not in referenced and run_of[f] not in spared
+              and (newest is None or run_of[f] < newest)]
+    keys = [k for f in doomed for k in folders[f]]
     if keys:
         store.delete(keys)
-        log.info("garbage-collected %d old run(s) of %s", len(doomed), as_of,
-                 extra={"fields": {"as_of": as_of, "deleted_runs": ",".join(doomed)}})
-    return doomed
+        log.info("garbage-collected %d folder(s) of %s", len(doomed), as_of,
+                 extra={"fields": {"as_of": as_of, "deleted": len(doomed)}})
+    return sorted(doomed)
 
 
 def write_failed_validation(store: Store, as_of: str, run_id: str, obj: Any) -> str:
     """Write ``validation/as_of=../run_id=../validation.json`` with NO manifest (a failed month)."""
-    key = run_prefix("validation", as_of, run_id) + "validation.json"
+    key = artifacts.VALIDATION.key(as_of, run_id)
     store.put_bytes(key, json_bytes(obj), "application/json")
     return key
 
-
-def read_manifest(store: Store, as_of: str) -> dict[str, Any] | None:
-    """The month's published manifest, or None when the month was never published."""
-    try:
-        data = store.get_bytes(manifest_key(as_of))
-    except ArtifactNotFound:
-        return None
-    return json.loads(data)
-
-
-def list_manifests(store: Store, max_workers: int = 8) -> list[dict[str, Any]]:
-    """Every published month's manifest, sorted by ``as_of`` (fetched in parallel)."""
-    months = sorted(m["as_of"] for key in store.list(RUNS_PREFIX) if (m := MANIFEST_RE.match(key)))
-    if not months:
-        return []
-
-    def fetch(as_of: str) -> dict[str, Any] | None:
-        return read_manifest(store, as_of)
-
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(months))) as pool:
-        found = list(pool.map(fetch, months))
-    return [m for m in found if m is not None]
-
-
-def verify_manifest(store: Store, manifest: dict[str, Any]) -> list[str]:
-    """Problems with a manifest's artifacts: missing files, size or sha256 mismatches ([] = all good)."""
-    problems: list[str] = []
-    for art in manifest.get("artifacts", []):
-        path = art.get("path", "?")
-        try:
-            data = store.get_bytes(path)
-        except ArtifactNotFound:
-            problems.append(f"{path}: missing")
-            continue
-        if len(data) != art.get("bytes"):
-            problems.append(f"{path}: {len(data)} bytes, manifest says {art.get('bytes')}")
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != art.get("sha256"):
-            recorded = str(art.get("sha256"))[:12]
-            problems.append(f"{path}: sha256 {digest[:12]}… does not match the manifest's {recorded}…")
-    return problems

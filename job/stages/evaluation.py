@@ -1,0 +1,122 @@
+"""Evaluation stages: the walk-forward backtest, its metrics, the sweep and the look-ahead audit.
+
+``rotation run`` and ``rotation backtest`` both go through :func:`backtest` and :func:`publish_backtest`,
+so they compute and publish the same kinds (backtest, backtest_forecasts, backtest_weights, metrics and,
+with a sweep, sweep) with the same metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from job import artifacts
+from job.dataset import Dataset
+from job.errors import ConfigError
+from job.logs import get_logger
+from job.strategy import PRESETS, StrategyParams
+
+log = get_logger("backtest")
+
+# The sweep's default grid: monthly predictions are mostly within +-3 %, so the thresholds sit there.
+SWEEP_THRESHOLDS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.10, 0.15)
+SWEEP_FACTORS = (1.0, 2.0, 3.0, 5.0, 10.0)
+SWEEP_SHRINKAGES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+SweepGrid = tuple[Sequence[float], Sequence[float], Sequence[float]]
+
+
+def strategy_params(settings: Any, *, preset: str | None = None, **flags: Any) -> StrategyParams:
+    """``settings.strategy`` < ``preset`` (threshold, factor, shrinkage, mode) < flags given (not None)."""
+    params = StrategyParams.from_settings(settings)
+    if preset:
+        chosen = PRESETS[preset]
+        params = params.replace(threshold=chosen.threshold, factor=chosen.factor, shrinkage=chosen.shrinkage,
+                                mode=chosen.mode)
+    try:
+        return params.replace(**{k: v for k, v in flags.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(f"strategy: {exc}") from None
+
+
+@dataclass
+class Evaluation:
+    """A backtest, its metrics document and (optionally) the sweep table."""
+
+    result: Any  # job.backtest.BacktestResult
+    metrics: dict[str, Any]
+    sweep: pd.DataFrame | None = None
+
+
+def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: StrategyParams,
+             scheme: str | None = None, start: pd.Period | None = None, n_jobs: int | None = None,
+             sweep_grid: SweepGrid | None = None) -> Evaluation:
+    """Walk-forward (or static) backtest of ``models``, its metrics and, with ``sweep_grid``, the sweep."""
+    from job.backtest import sweep_result, walk_forward
+    from job.metrics import summarise
+
+    result = walk_forward(dataset, models, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params)
+    doc = summarise(result, None, settings)
+    doc["backtest"] = {**result.info, "folds": len(result.folds)}
+    doc["data"] = {k: dataset.info.get(k) for k in ("source", "universe", "data_fingerprint") if k in dataset.info}
+    doc["data"]["publication_lag_months"] = dataset.publication_lag_months
+    doc["benchmark_asset"] = dataset.benchmark
+    table = None
+    if sweep_grid is not None:
+        began = time.perf_counter()
+        table = sweep_result(result, dataset, *sweep_grid, mode=params.mode, cost_bps=params.cost_bps,
+                             original_rf=float(settings.backtest.original_sortino_rf))
+        log.info("sweep done", extra={"fields": {"combinations": len(table),
+                                                 "seconds": round(time.perf_counter() - began, 3)}})
+    return Evaluation(result=result, metrics=doc, sweep=table)
+
+
+AUDIT_MODELS = ("ridge",)
+
+
+def lookahead_audit(lag0: Dataset, settings: Any, models: Sequence[str], *, params: StrategyParams,
+                    scheme: str | None = None) -> Evaluation | None:
+    """The same backtest at publication lag 0 (the original notebook's look-ahead), for the models in
+    :data:`AUDIT_MODELS` that were asked for; None when none was."""
+    chosen = [m for m in models if m in AUDIT_MODELS]
+    if not chosen:
+        return None
+    from job.backtest import walk_forward
+    from job.metrics import summarise
+
+    result = walk_forward(lag0, chosen, settings, scheme=scheme, params=params)
+    return Evaluation(result=result, metrics=summarise(result, None, settings))
+
+
+def metrics_frame(doc: dict[str, Any]) -> pd.DataFrame:
+    """The metrics document as the ``metrics`` kind's long table (one row per section, model, period, metric)."""
+    from job.query import flatten_metrics
+
+    rows = flatten_metrics(doc)
+    return pd.DataFrame(rows, columns=artifacts.METRICS.columns)
+
+
+def backtest_forecasts(result: Any) -> pd.DataFrame:
+    """Models' and baselines' walk-forward forecasts with the realised returns (``backtest_forecasts``)."""
+    frames = [result.forecasts]
+    if result.baselines is not None and not result.baselines.empty:
+        frames.append(result.baselines)
+    return pd.concat(frames, ignore_index=True)
+
+
+def publish_backtest(publisher: Any, evaluation: Evaluation, *, audit: Evaluation | None = None) -> list[str]:
+    """Write the backtest kinds of ``evaluation`` (and the audit's metrics) through ``publisher``."""
+    doc = dict(evaluation.metrics)
+    if audit is not None:
+        doc["lookahead_audit"] = audit.metrics
+    result = evaluation.result
+    keys = [publisher.write_table(artifacts.BACKTEST, result.portfolio),
+            publisher.write_table(artifacts.BACKTEST_FORECASTS, backtest_forecasts(result)),
+            publisher.write_table(artifacts.BACKTEST_WEIGHTS, result.weights),
+            publisher.write_table(artifacts.METRICS, metrics_frame(doc))]
+    if evaluation.sweep is not None:
+        keys.append(publisher.write_table(artifacts.SWEEP, evaluation.sweep))
+    return keys
