@@ -81,7 +81,7 @@ def _row_label(frame: pd.DataFrame, i: int, cols: tuple[str, ...]) -> str:
         if col in frame.columns:
             value = frame[col].iloc[i]
             if isinstance(value, pd.Timestamp):
-                value = value.date()
+                value = value.strftime("%Y-%m") if col in ("month", "period") else value.date()
             parts.append(f"{col}={value}")
     return " ".join(parts)
 
@@ -135,7 +135,7 @@ def check_returns(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     ret = frame["ret"].to_numpy(dtype=float)
     _raise_at(frame, ~np.isfinite(ret), origin, "return {ret!r} is not a finite number", keys)
     _raise_at(frame, (ret <= -1) | (ret > MAX_MONTHLY_RETURN), origin,
-              f"return {{ret:g}} is outside -100 % .. {MAX_MONTHLY_RETURN:+.0%}", keys,
+              f"return {{ret:g}} (as a fraction) is outside -100 % .. +{MAX_MONTHLY_RETURN:.0%}", keys,
               hint="check the file's unit (percent or fraction) in the universe's [file] table")
     _raise_at(frame, frame["month"] > today(), origin, "month is after today", keys)
     _raise_at(frame, frame.duplicated(["asset", "month"]).to_numpy(), origin, "the same month twice", keys)
