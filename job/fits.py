@@ -347,13 +347,14 @@ class FitRunner:
 
     ``registry`` None: nothing is read or stored (every fit runs). ``recompute``: True refits everything,
     or a collection of model names to refit. ``keep``: model names whose fitted objects stay in memory
-    (:meth:`model`), e.g. uncacheable ensemble members. ``on_corrupt``: ``"retrain"`` (a stored fit that
+    (:meth:`model`), e.g. uncacheable ensemble members. ``data_fingerprint`` (of the whole dataset; default:
+    computed) goes into new fits' metadata. ``on_corrupt``: ``"retrain"`` (a stored fit that
     fails its checksum is refitted, with a warning) or ``"fail"`` (CorruptModel is raised).
     """
 
     def __init__(self, planner: Planner, registry: ModelRegistry | None, *, recompute: bool | Collection[str] = False,
                  n_jobs: int = 1, cluster: str | None = None, keep: Collection[str] = (),
-                 on_corrupt: str = "retrain", label: str = "fits") -> None:
+                 on_corrupt: str = "retrain", label: str = "fits", data_fingerprint: str | None = None) -> None:
         self.planner, self.registry = planner, registry
         self.dataset = planner.dataset
         self._recompute = recompute
@@ -367,8 +368,9 @@ class FitRunner:
         self._waiting: dict[str, list[_State]] = {}
         self._models: dict[str, Any] = {}
         self._loaded: dict[str, tuple[str, Any]] = {}
-        self._dataset_fp: str | None = None
+        self._dataset_fp = data_fingerprint
         self._need_objects: set[str] = set()
+        self.fitted: dict[str, float] = {}  # fit_id -> seconds, of the fits made by this runner
         self.stats = RunStats()
 
     # -- what the registry holds ---------------------------------------------------------------------
@@ -472,6 +474,7 @@ class FitRunner:
         for (key, _), predicted in zip(rows, outcome.predicted, strict=True):
             st.got[key] = predicted
         st.seconds, st.fitted, st.fit = outcome.seconds, True, False
+        self.fitted[spec.fit_id] = outcome.seconds
         self.stats.fitted += 1
         host = outcome.ran_on
         self.stats.ran_on[host] = self.stats.ran_on.get(host, 0) + 1

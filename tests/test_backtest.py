@@ -17,12 +17,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from job.backtest import (
-    Fold,
     baseline_forecasts,
     decision_months,
     evaluate,
     labelled_months,
-    run_model,
     static_split,
     sweep_result,
     walk_forward,
@@ -58,14 +56,14 @@ class MeanOfMembers(RegressorMixin, BaseEstimator):
 
 
 class LastLabelSpy(RegressorMixin, BaseEstimator):
-    """Remembers the newest training label it saw; predicts zeros."""
+    """Remembers the newest training label it saw and predicts it."""
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LastLabelSpy:
         self.last_label_, self.n_rows_ = np.array(y[-1]), len(y)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.zeros((len(X), len(self.last_label_)))
+        return np.tile(self.last_label_, (len(X), 1))
 
 
 def _settings(**backtest: object):
@@ -130,10 +128,11 @@ def test_training_rows_never_have_a_label_month_after_the_decision_month(data: D
 
 def test_the_newest_label_a_fit_sees_is_the_return_of_its_fit_month(data: Dataset) -> None:
     months = decision_months(data, LOOKBACK, MIN_TRAIN)
-    folds = [Fold(fit_month=m, decision_months=months[i:i + 1]) for i, m in enumerate(months[:12])]
-    run = run_model(data, "spy", LastLabelSpy, folds, lookback=LOOKBACK, keep_models=True)
-    for fit_month, model in run.fitted:
-        np.testing.assert_array_equal(model.last_label_, data.returns.loc[fit_month].to_numpy())
+    res = walk_forward(data, ["spy"], _settings(), end=months[11], factories={"spy": LastLabelSpy})
+    assert len(res.folds) == 12
+    for month, rows in res.forecasts.groupby("decision_month"):
+        assert (rows["fit_month"] == month).all()
+        np.testing.assert_array_equal(rows["predicted"], data.returns.loc[month, data.assets].to_numpy())
 
 
 def test_first_decision_month_has_exactly_the_minimum_training_rows(result) -> None:
@@ -300,11 +299,11 @@ def test_backtest_command_publishes_backtest_metrics_and_sweep(sample_warehouse:
     assert "benchmark" in out and "sweep best" in out
     manifest = json.loads(next(store.glob("runs/as_of=*/manifest.json")).read_text())
     kinds = {a["path"].split("/")[0] for a in manifest["artifacts"]}
-    assert kinds == {"backtest", "backtest_positions", "metrics", "sweep"}
+    assert kinds == {"backtest", "backtest_forecasts", "backtest_weights", "metrics", "sweep"}
     metrics_path = next(a["path"] for a in manifest["artifacts"] if a["path"].startswith("metrics/"))
-    doc = json.loads((store / metrics_path).read_text())
-    assert doc["strategy"]["threshold"] == 0.10 and doc["strategy"]["factor"] == 10.0
-    assert isinstance(doc["models"]["historical-mean"]["full"]["cagr"], float)
+    metrics = pd.read_parquet(store / metrics_path).set_index("path")["value"]
+    assert metrics["strategy.threshold"] == 0.10 and metrics["strategy.factor"] == 10.0
+    assert isinstance(metrics["models.historical-mean.full.cagr"], float)
     sweep = pd.read_parquet(store / next(a["path"] for a in manifest["artifacts"] if a["path"].startswith("sweep/")))
     assert len(sweep) == 2 * 8
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from job.models import (
     train_or_load,
     training_data,
 )
+from job.models.registry import RowDigests
 from job.store import LocalStore
 
 AS_OF = pd.Period("2017-06", freq="M")
@@ -83,11 +85,21 @@ def test_metadata_records_what_the_model_was_trained_on(synthetic: Dataset, sett
     assert meta["train_end"] == "2017-06"
     assert meta["training_window"]["last_label_month"] == "2017-06"
     assert meta["feature_names"] == synthetic.feature_names and meta["assets"] == synthetic.assets
-    assert meta["best_params"] == model.best_params_ and meta["params"]["alphas"] == [50.0, 500.0]
+    assert meta["best_params"] == model.best_params_
     assert set(meta["validation_mae"]) == set(synthetic.assets)
     assert {"scikit-learn", "skops", "numpy"} <= set(meta["library_versions"])
     assert set(meta["files"]) == {"model.skops"} and len(meta["files"]["model.skops"]["sha256"]) == 64
     assert meta["data_fingerprint"] == data_fingerprint(synthetic)
+    # the identity: config, exact training rows, libraries, tuning provenance; the folder is named by it
+    identity = meta["identity"]
+    assert prefix.endswith("/" + meta["fit_id"]) and identity["rows"] == meta["rows_fingerprint"]
+    assert identity["rows"] == RowDigests(synthetic, 12).rows(AS_OF)[0]
+    assert {"numpy", "scikit-learn", "python"} <= set(identity["libraries"])
+    # tune_months = 12: 2017-06 is between two searches, so it carries the last search's alpha
+    assert identity["search"] is False and meta["carried_from"].startswith("models/ridge/train_end=")
+    searched = registry.metadata(meta["carried_from"])
+    assert searched["identity"]["search"] is True and identity["carried_from"] == searched["fit_id"]
+    assert meta["params"]["alphas"] == [searched["best_params"]["alpha"]]
 
 
 def test_train_or_load_reuses_a_fresh_model_and_retrains_a_stale_one(synthetic: Dataset, settings: Settings,
@@ -102,23 +114,55 @@ def test_train_or_load_reuses_a_fresh_model_and_retrains_a_stale_one(synthetic: 
     # ridge refits monthly: one month later the stored model is stale
     _, prefix3, reused3 = train_or_load("ridge", synthetic, settings, AS_OF + 1, registry, data_fingerprint=fp)
     assert not reused3 and "train_end=2017-07" in prefix3
-    # a longer refit interval keeps using the newest stored model
+    # a longer refit interval: the walk-forward's folds of 3 months, each month using its fold's fit
     slow = settings.with_overrides({"models": {"refit_months": {"ridge": 3}}})
-    _, prefix4, reused4 = train_or_load("ridge", synthetic, slow, AS_OF + 3, registry, data_fingerprint=fp)
-    assert reused4 and prefix4 == prefix3
+    prefixes = [train_or_load("ridge", synthetic, slow, AS_OF + k, registry, data_fingerprint=fp)[1] for k in range(6)]
+    runs = [len(list(group)) for _, group in itertools.groupby(prefixes)]
+    assert len(runs) == len(set(prefixes)) in (2, 3) and max(runs) == 3
     # a changed configuration never matches an old model
     other = settings.with_overrides({"models": {"ridge_alphas": [25.0]}})
     _, _, reused5 = train_or_load("ridge", synthetic, other, AS_OF, registry, data_fingerprint=fp)
     assert not reused5
 
 
+def _revised(data: Dataset, month: pd.Period, column: str = "macro:M0", delta: float = 0.5) -> Dataset:
+    """``data`` with one feature value of ``month`` changed (a data revision)."""
+    features = data.features.copy()
+    features.loc[month, column] += delta
+    return Dataset(features=features, returns=data.returns, benchmark=data.benchmark, risk_free=data.risk_free,
+                   synthetic=True)
+
+
+def test_a_data_revision_refits_the_live_model_and_find_skips_the_old_one(synthetic: Dataset, settings: Settings,
+                                                                          registry: ModelRegistry) -> None:
+    """A same-month rerun after a revision of a training row does not reuse the fit made before it."""
+    fp = data_fingerprint(synthetic)
+    _, before, _ = train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    cfg = config_fingerprint("ridge", settings)
+    assert registry.find("ridge", as_of=AS_OF, refit_months=1, config_fingerprint=cfg, dataset=synthetic,
+                         lookback=12) == before
+    revised = _revised(synthetic, AS_OF - 5)
+    assert registry.find("ridge", as_of=AS_OF, refit_months=1, config_fingerprint=cfg, dataset=revised,
+                         lookback=12) is None
+    _, after, reused = train_or_load("ridge", revised, settings, AS_OF, registry, data_fingerprint=fp)
+    assert not reused and after != before
+    # a revision after the fit month does not touch the fit's training rows: reused
+    later = _revised(synthetic, AS_OF + 2)
+    _, same, reused_later = train_or_load("ridge", later, settings, AS_OF, registry, data_fingerprint=fp)
+    assert reused_later and same == before
+
+
 def test_find_ignores_models_trained_after_as_of(synthetic: Dataset, settings: Settings,
                                                  registry: ModelRegistry) -> None:
     fp = data_fingerprint(synthetic)
-    train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
-    found = registry.find("ridge", as_of=AS_OF - 1, refit_months=12, config_fingerprint=config_fingerprint(
-        "ridge", settings), feature_names=synthetic.feature_names)
-    assert found is None
+    _, prefix, _ = train_or_load("ridge", synthetic, settings, AS_OF, registry, data_fingerprint=fp)
+    cfg = config_fingerprint("ridge", settings)
+    found = registry.find("ridge", as_of=AS_OF - 1, refit_months=12, config_fingerprint=cfg, dataset=synthetic,
+                          lookback=12)
+    # the live 2017-06 refit carries the 2016-12 search, stored with it; nothing after 2017-05 is returned
+    assert found == registry.metadata(prefix)["carried_from"] and "train_end=2016-12" in found
+    assert registry.find("ridge", as_of=AS_OF - 1, refit_months=1, config_fingerprint=cfg, dataset=synthetic,
+                         lookback=12) is None
 
 
 def test_ensemble_stores_references_to_its_members(synthetic: Dataset, settings: Settings,
@@ -274,8 +318,8 @@ def test_train_then_forecast_reuses_the_stored_model(sample_warehouse: list[str]
 def test_unknown_model_exits_2(sample_warehouse: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _rotation(capsys, *sample_warehouse, "forecast", "--models", "ridge,xgboost")
     assert code == ExitCode.USAGE
-    assert err.strip() == ("error: unknown model(s) xgboost (choose from persistence, historical-mean, ridge, "
-                           "tree, lstm, ensemble)")
+    assert err.strip() == ("error: unknown model(s) xgboost (choose from persistence, historical-mean, momentum, "
+                           "ridge, tree, lstm, ensemble)")
 
 
 def test_corrupt_model_with_fail_policy_exits_3(sample_warehouse: list[str], tmp_path: Path,

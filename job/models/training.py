@@ -134,30 +134,29 @@ def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: 
     as_of = parse_month(as_of)
     order = [n for n in MODEL_NAMES if n in names or (with_baselines and n in BASELINES)]
     order += [n for n in names if n not in order]
-    if data_fingerprint is not None and "data_fingerprint" not in dataset.info:
-        dataset.info["data_fingerprint"] = data_fingerprint
     planner = fits.Planner(dataset, settings)
     plans = planner.live_plans(order, as_of)
     for plan in plans.values():
         assert plan.spec.train_end <= as_of, "training label after the as-of month"
     runner = fits.FitRunner(planner, registry, recompute=set(names) if force else False, n_jobs=1, cluster=cluster,
                             keep=list(plans), on_corrupt=str(settings.models.on_corrupt_model),
-                            label=f"live fits {month_str(as_of)}")
+                            label=f"live fits {month_str(as_of)}", data_fingerprint=data_fingerprint)
     results = {res.plan.spec.model: res for res in runner.run(list(plans.values()))}
     out: dict[str, TrainedModel] = {}
     for name in order:
         res = results[name]
         spec = res.plan.spec
-        model = runner.model(spec)
+        model = runner.model(spec)  # may refit here: a stored fit that fails its checksum
+        fitted = spec.fit_id in runner.fitted
         meta = registry.metadata(spec.prefix)
-        if res.fitted:
+        if fitted:
             log.info("fitted %s as of %s", name, month_str(as_of),
-                     extra={"fields": {"model": name, "rows": spec.n_train, "fit_s": round(res.seconds or 0.0, 2),
-                                       "prefix": spec.prefix}})
+                     extra={"fields": {"model": name, "rows": spec.n_train, "prefix": spec.prefix,
+                                       "fit_s": round(runner.fitted[spec.fit_id], 2)}})
         else:
             log.info("reusing stored %s", spec.prefix, extra={"fields": {"model": name}})
-        out[name] = TrainedModel(name, model, spec.prefix, not res.fitted,
-                                 fit_seconds=res.seconds if res.fitted else None, metadata=meta)
+        out[name] = TrainedModel(name, model, spec.prefix, not fitted,
+                                 fit_seconds=runner.fitted.get(spec.fit_id), metadata=meta)
     return out
 
 
