@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from job.errors import ConfigError, DataError
-from job.logs import get_logger
+from job.logs import get_logger, set_context
 from job.months import month_str
 
 log = get_logger("run")
@@ -74,6 +74,7 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
                 ingest_summary = data.ingest(settings, warehouse_path, options.sources)
         month = data.prepare(settings, warehouse_path, as_of=options.as_of, audit=options.audit, timed=run.stage)
         as_of_text = month_str(month.as_of)
+        set_context(as_of=as_of_text)
         if not month.validation.passed:
             key = write_failed_validation(store, as_of_text, run.run_id, month.validation.to_dict())
             log.error("validation failed; only %s was written", key)

@@ -99,7 +99,7 @@ def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(rotation
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr("job.commands.ingest.run_ingest", boom)
+    monkeypatch.setattr("job.stages.data.ingest", boom)
     quiet = rotation("--warehouse", str(tmp_path / "w.duckdb"), "ingest")
     assert quiet.exit_code == 1
     assert quiet.error.startswith("error: unexpected RuntimeError: something broke")

@@ -38,12 +38,10 @@ from job.report import (
     ReportData,
     ValidationSuite,
     collect_provenance,
-    load_committed,
+    load_report_data,
     mask_secrets,
     render_html,
     render_text,
-    report_keys,
-    write_report,
 )
 from job.store import LocalStore
 from tests.browser import assert_synthetic_report_rendered, screenshot
@@ -315,38 +313,39 @@ def test_contract_rejects_missing_columns() -> None:
 
 # ------------------------------------------------------------------------------------ store and CLI
 
-def _publish(store_dir: Path, data: ReportData) -> None:
-    """Write the report artifacts and a minimal manifest, as ``rotation run`` does."""
-    store = LocalStore(store_dir)
-    keys = write_report(data, store)
-    artifacts = [{"path": k, "bytes": len(store.get_bytes(k)),
-                  "sha256": hashlib.sha256(store.get_bytes(k)).hexdigest()} for k in keys]
-    manifest = {"as_of": data.as_of, "run_id": data.run_id, "created_at": "2025-02-01T00:00:00Z",
-                "artifacts": artifacts}
-    store.put_bytes(f"runs/as_of={data.as_of}/manifest.json", json.dumps(manifest).encode())
+def _publish(store_dir: Path, data: ReportData) -> dict:
+    """Publish the report data and HTML through the report stage and a Publisher, as ``rotation run`` does."""
+    from job.stages.report import publish_report
+    from job.store.publish import Publisher
+
+    publisher = Publisher(LocalStore(store_dir), data.as_of, data.run_id, command="run")
+    publish_report(publisher, data)
+    return publisher.commit()
 
 
-def test_report_command_rerenders_committed_month(tmp_path: Path, data: ReportData, html: str) -> None:
-    """`rotation report --output` writes the same HTML as the run did, and prints the decision."""
-    _publish(tmp_path / "store", data)
+def test_report_command_rerenders_a_published_month(tmp_path: Path, data: ReportData, html: str) -> None:
+    """`rotation report --output` writes the same HTML as the run did, prints the decision, and leaves the
+    store untouched when the rendering is unchanged."""
+    manifest = _publish(tmp_path / "store", data)
     out = tmp_path / "out" / "r.html"
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "store"), "report", "--as-of", data.as_of,
                                       "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8") == html
     assert f"weights for {data.decision.target_month}" in result.output
-    html_key = report_keys(data.as_of, data.run_id)[1]
+    html_key = next(a["path"] for a in manifest["artifacts"] if a["kind"] == "reports")
     assert (tmp_path / "store" / html_key).read_text(encoding="utf-8") == html
-    _, loaded = load_committed(LocalStore(tmp_path / "store"))  # default month: the latest
-    assert loaded.to_json() == data.to_json()
+    store = LocalStore(tmp_path / "store")
+    assert json.loads(store.get_bytes(f"runs/as_of={data.as_of}/manifest.json")) == manifest
+    assert load_report_data(store, manifest).to_json() == data.to_json()
 
 
-def test_report_command_without_committed_run_exits_2(tmp_path: Path) -> None:
+def test_report_command_without_a_published_month_exits_2(tmp_path: Path) -> None:
     """It exits with status 2 and one line naming the month when the store has no run for it."""
     proc = subprocess.run([sys.executable, "-m", "job", "--store", str(tmp_path), "report", "--as-of", "2025-01"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2, proc.stderr
-    assert "no committed run for 2025-01" in proc.stderr
+    assert "no published month 2025-01" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 

@@ -39,7 +39,7 @@ SAMPLE_AS_OF = "2025-12"
 N_ASSETS = 12
 FAST = ("--models", "ridge", "--no-audit")
 ROTATION_BIN = Path(sys.executable).parent / "rotation"
-TABLES = ("forecasts", "weights")
+TABLES = ("forecasts", "weights", "backtest", "backtest_forecasts", "backtest_weights", "metrics")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -68,12 +68,9 @@ def store_files(store: Store) -> dict[str, str]:
 
 
 def run_frames(store: Store, manifest: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """The forecasts and weights tables a manifest publishes, read back from the store."""
-    out = {}
-    for kind in TABLES:
-        (path,) = [a["path"] for a in manifest["artifacts"] if a["path"].startswith(f"{kind}/")]
-        out[kind] = pd.read_parquet(io.BytesIO(store.get_bytes(path)))
-    return out
+    """Every table kind a manifest publishes (forecasts, weights, backtest, metrics...), read back."""
+    return {a["kind"]: pd.read_parquet(io.BytesIO(store.get_bytes(a["path"])))
+            for a in manifest["artifacts"] if a["path"].endswith(".parquet")}
 
 
 def without_run_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -271,7 +268,7 @@ def test_a_second_run_gives_identical_forecasts_and_weights(two_runs: TwoRuns) -
     sha = {m["run_id"]: {a["path"].split("/")[0]: a["sha256"] for a in m["artifacts"]}
            for m in (two_runs.manifest1, two_runs.manifest2)}
     first, second = sha.values()
-    for kind in ("forecasts", "weights", "backtest"):
+    for kind in TABLES:
         assert first[kind] == second[kind], kind  # byte-identical parquet
 
 
@@ -297,6 +294,10 @@ def test_json_logs_parse_line_by_line_and_carry_stage_timings(two_runs: TwoRuns)
     for stage, seconds in two_runs.manifest2["timings"].items():
         assert seconds == pytest.approx(ends[stage], abs=1e-3)
     assert not [r for r in records if r["level"] in ("error", "critical")]
+    first_stage = next(i for i, r in enumerate(records) if r.get("stage"))
+    assert all(r.get("run_id") == two_runs.manifest2["run_id"] for r in records[first_stage:])
+    known = next(i for i, r in enumerate(records) if r.get("stage") == "train_forecast")
+    assert all(r.get("as_of") == SAMPLE_AS_OF for r in records[known:])
 
 
 def test_output_writes_the_report_locally_too(two_runs: TwoRuns) -> None:
@@ -399,15 +400,16 @@ def test_the_real_snapshot_end_to_end(snapshot_dir: Path, tmp_path: Path, rotati
     assert (weights.groupby("model").size() == N_ASSETS).all()
     assert (weights["weight"] >= 0).all()
 
-    metrics = json.loads(store.get_bytes(next(a["path"] for a in manifest["artifacts"]
-                                              if a["path"].endswith("metrics.json"))))
-    assert set(metrics["models"]) == {"ridge", "tree", "lstm"}
-    assert metrics["benchmark_asset"] == "SPY"
+    metrics = run_frames(store, manifest)["metrics"]
+    figures = metrics.set_index(["section", "model", "period", "metric"])["value"]
+    assert set(metrics.loc[metrics["section"] == "models", "model"]) == {"ridge", "tree", "lstm"}
+    assert metrics.loc[metrics["metric"] == "benchmark_asset", "value_text"].tolist() == ["SPY"]
     for period in ("full", "last_20pct"):
-        assert metrics["benchmark"][period]["months"] > 0
+        months = figures[("benchmark", "benchmark", period, "months")]
+        assert months > 0
         for model in ("ridge", "tree", "lstm"):
-            assert metrics["models"][model][period]["months"] == metrics["benchmark"][period]["months"]
-    assert metrics["lookahead_audit"] is not None
+            assert figures[("models", model, period, "months")] == months
+    assert (metrics["section"] == "lookahead_audit").any()
 
     html = store.get_bytes(next(a["path"] for a in manifest["artifacts"] if a["path"].endswith("report.html")))
     page = html.decode()
@@ -553,7 +555,7 @@ def test_exit_2_on_bad_configuration(args: tuple[str, ...], says: str, tmp_path:
 def test_sigterm_mid_run_releases_the_lock_and_publishes_nothing(committed: tuple[Path, Path],
                                                                   tmp_path: Path) -> None:
     """Kubernetes stopping the pod (SIGTERM) mid-run: exit 143 with one line, the lock is released at
-    once (the next attempt is not locked out for lock_ttl_s), the month's manifest is unchanged."""
+    once (the next attempt is not locked out beyond one lease), the month's manifest is unchanged."""
     import signal
     import time
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from job.logs import get_logger
+from job.logs import bind, get_logger, set_context
 from job.store.base import Store
 from job.store.publish import Mode, Publisher, new_run_id
 
@@ -46,7 +46,8 @@ class Session:
                      extra={"fields": {"stage": name, "event": "end", "seconds": round(seconds, 3)}})
 
     def publisher(self, as_of: str, *, mode: Mode) -> Publisher:
-        """A Publisher for ``as_of`` under this session's run id and lock."""
+        """A Publisher for ``as_of`` under this session's run id and lock (and ``as_of`` on every log line)."""
+        set_context(as_of=as_of)
         return Publisher(self.store, as_of, self.run_id, command=self.command, mode=mode, lock=self.lock)
 
 
@@ -54,6 +55,7 @@ class Session:
 def session(store: Store, settings: Any, command: str, *, as_of: str | None = None) -> Iterator[Session]:
     """Take the store's run lock for ``command`` (waiting up to ``store.lock_wait_s``) and yield a Session.
 
+    Every log line inside carries the run id and, once known, the month (:func:`job.logs.bind`).
     Raises LockHeld (exit 6) when a live holder keeps the lock longer than the wait, StoreUnavailable
     (exit 5) when the store cannot be reached. The lock is released on every way out.
     """
@@ -61,5 +63,5 @@ def session(store: Store, settings: Any, command: str, *, as_of: str | None = No
 
     run_id = new_run_id()
     owner = f"rotation {command}{' ' + as_of if as_of else ''} {run_id} ({socket.gethostname()} pid {os.getpid()})"
-    with run_lock(store, settings, owner=owner) as lock:
+    with bind(run_id=run_id, as_of=as_of), run_lock(store, settings, owner=owner) as lock:
         yield Session(store, settings, command, lock, run_id)
