@@ -167,10 +167,10 @@ def _set_close(lines: list[str], row: int, value: str) -> list[str]:
 BAD_SNAPSHOTS = {
     "malformed CSV": ("VDE", lambda lines: [lines[0].replace("Close", "Last"), *lines[1:]], 3,
                       "malformed price CSV"),
-    "ragged CSV": ("VDE", lambda lines: [*lines[:50], lines[50] + ",1,2,3", *lines[51:]], 3, "malformed price CSV"),
+    "ragged CSV": ("VDE", lambda lines: [*lines[:50], lines[50] + ",1,2,3", *lines[51:]], 3, "line 51: malformed CSV"),
     "non-numeric Close": ("VGT", lambda lines: _set_close(lines, 100, "12.5x"), 3,
-                          "non-numeric or missing Close '12.5x'"),
-    "duplicated dates": ("SPY", lambda lines: [*lines[:1000], lines[1000], *lines[1000:]], 3, "duplicated date"),
+                          "Close '12.5x' is not a number"),
+    "duplicated dates": ("SPY", lambda lines: [*lines[:1000], lines[1000], *lines[1000:]], 3, "line 1002: asset=SPY date=1997-01-13: the same date twice"),
     "missing ticker file": ("VPU", None, 2, "unknown ticker(s) ['VPU']"),
 }
 
