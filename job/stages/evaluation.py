@@ -59,12 +59,6 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
     from job.metrics import summarise
 
     result = walk_forward(dataset, models, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params)
-    doc = summarise(result, None, settings)
-    # Timings belong in the manifest: the metrics of a repeated month must be byte-identical.
-    doc["backtest"] = {**{k: v for k, v in result.info.items() if k != "seconds"}, "folds": len(result.folds)}
-    doc["data"] = {k: dataset.info.get(k) for k in ("source", "universe", "data_fingerprint") if k in dataset.info}
-    doc["data"]["publication_lag_months"] = dataset.publication_lag_months
-    doc["benchmark_asset"] = dataset.benchmark
     table = None
     if sweep_grid is not None:
         began = time.perf_counter()
@@ -72,6 +66,12 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
                              original_rf=float(settings.backtest.original_sortino_rf))
         log.info("sweep done", extra={"fields": {"combinations": len(table),
                                                  "seconds": round(time.perf_counter() - began, 3)}})
+    doc = summarise(result, None, settings, sweep=table)  # with a sweep: the deflated Sharpe of its best
+    # Timings belong in the manifest: the metrics of a repeated month must be byte-identical.
+    doc["backtest"] = {**{k: v for k, v in result.info.items() if k != "seconds"}, "folds": len(result.folds)}
+    doc["data"] = {k: dataset.info.get(k) for k in ("source", "universe", "data_fingerprint") if k in dataset.info}
+    doc["data"]["publication_lag_months"] = dataset.publication_lag_months
+    doc["benchmark_asset"] = dataset.benchmark
     return Evaluation(result=result, metrics=doc, sweep=table)
 
 
