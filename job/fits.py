@@ -420,7 +420,8 @@ class FitRunner:
         latest = self._loaded.get(spec.model)
         if latest is not None and latest[0] == spec.fit_id:
             return latest[1]
-        if not self._stored(spec):
+        stored_now = spec.cacheable and self.registry is not None and spec.fit_id in self.fitted
+        if not (stored_now or self._stored(spec)):
             return self._fit_here(spec)
         assert self.registry is not None
         try:

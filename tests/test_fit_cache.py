@@ -1,0 +1,183 @@
+"""The content-addressed walk-forward: cold, warm, next month, resumed and revised runs give the same
+forecasts, weights and portfolio bit for bit, and fit only what is new."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from job.backtest import BacktestResult, walk_forward
+from job.config import Settings, load_settings
+from job.dataset import Dataset, synthetic_dataset
+from job.metrics import summarise
+from job.models import ModelRegistry, train_models
+from job.store import LocalStore
+from tests.conftest import REPO_ROOT
+
+MODELS = ["ridge", "tree", "ensemble"]
+OVERRIDES = {
+    "models": {"lookback_months": 6, "cv_splits": 3, "ridge_alphas": [10.0, 100.0, 1000.0],
+               "tree_max_leaf_nodes": [4, 8], "tree_min_samples_split": [2], "tree_min_samples_leaf": [1, 4],
+               "refit_months": {"ridge": 1, "tree": 3, "ensemble": 1}, "ensemble_members": ["ridge", "tree"]},
+    "backtest": {"min_train_months": 36, "n_jobs": 1, "tune_months": 6},
+}
+
+
+def _settings(**backtest: object) -> Settings:
+    overrides = {**OVERRIDES, "backtest": {**OVERRIDES["backtest"], **backtest}}
+    return load_settings(environ={}, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return synthetic_dataset(n_months=72, n_assets=3, n_macro=4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def cold(data: Dataset) -> BacktestResult:
+    """The reference: everything fitted in memory, no registry."""
+    return walk_forward(data, MODELS, _settings())
+
+
+def _registry(path: Path) -> ModelRegistry:
+    return ModelRegistry(LocalStore(path))
+
+
+def assert_same(result: BacktestResult, reference: BacktestResult) -> None:
+    """Forecasts, weights, portfolio and metrics equal bit for bit."""
+    for name in ("forecasts", "weights", "portfolio", "baselines"):
+        pd.testing.assert_frame_equal(getattr(result, name), getattr(reference, name), check_exact=True, obj=name)
+    assert summarise(result, None, _settings()) == summarise(reference, None, _settings())
+
+
+def test_cold_and_warm_runs_with_a_registry_equal_a_run_without_one(data: Dataset, cold: BacktestResult,
+                                                                    tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    first = walk_forward(data, MODELS, _settings(), registry=registry)
+    assert_same(first, cold)
+    assert first.info["fits_fitted"] == len(cold.folds)
+    stored = list(tmp_path.rglob("metadata.json"))
+    assert len(stored) == len(cold.folds)
+    again = walk_forward(data, MODELS, _settings(), registry=registry)
+    assert_same(again, cold)
+    assert again.info["fits_fitted"] == 0 and again.info["forecasts_reused"] == len(cold.forecasts) // 3
+    assert sorted(tmp_path.rglob("metadata.json")) == sorted(stored)  # stored once
+    # recompute refits everything, to the same bits, into the same folders
+    forced = walk_forward(data, MODELS, _settings(), registry=registry, recompute=True)
+    assert forced.info["fits_fitted"] == len(cold.folds)
+    assert_same(forced, cold)
+    assert sorted(tmp_path.rglob("metadata.json")) == sorted(stored)
+
+
+def test_the_tuning_cadence_and_the_members_are_part_of_the_identity(data: Dataset, cold: BacktestResult,
+                                                                     tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    walk_forward(data, MODELS, _settings(), registry=registry)
+    other = walk_forward(data, MODELS, _settings(tune_months=3), registry=registry)
+    folds = other.folds.set_index(["model", "fit_month"])
+    # the first fold searches under both cadences: same fit; later refits carry other searches: new fits
+    ridge = folds.loc["ridge"]
+    assert not ridge["fitted"].iloc[0] and ridge["fitted"].iloc[1:].any()
+    # ensemble fits whose members changed are new fits; the ensemble's own settings did not change
+    assert folds.loc["ensemble"]["fitted"].sum() >= ridge["fitted"].sum()
+    base = cold.folds.set_index(["model", "fit_month"])
+    changed = base["fit_id"] != folds["fit_id"]
+    assert (changed == folds["fitted"]).all()
+
+
+def test_next_month_fits_only_what_is_new_and_equals_a_cold_run(data: Dataset, tmp_path: Path) -> None:
+    """As-of A (live fits and the walk-forward), then A + 1: the walk-forward at A + 1 fits nothing (its
+    new decision month A is the live fit of A, stored with its forecast), and equals a cold run."""
+    settings = _settings()
+    registry = _registry(tmp_path)
+    as_of = data.months[-3]
+    month_a, month_b = data.truncate(as_of), data.truncate(as_of + 1)
+    models = ["ridge", "tree", "ensemble"]
+    live = train_models(models, month_a, settings, as_of, registry, with_baselines=False)
+    assert not any(r.reused for r in live.values())
+    walk_forward(month_a, models, settings, registry=registry)
+    nxt = walk_forward(month_b, models, settings, registry=registry)
+    assert nxt.info["fits_fitted"] == 0
+    assert_same(nxt, walk_forward(month_b, models, settings))
+    # the live fit of A is the walk-forward's fit for decision month A: same folder, same forecast
+    at_a = nxt.forecasts[nxt.forecasts["decision_month"] == as_of]
+    for name, trained in live.items():
+        fit_month = at_a[at_a["model"] == name]["fit_month"].iloc[0]
+        assert trained.prefix.endswith(nxt.folds.set_index(["model", "fit_month"]).loc[(name, fit_month), "fit_id"])
+        window = month_a.windows(6, pd.PeriodIndex([as_of]))
+        np.testing.assert_array_equal(trained.model.predict(window)[0],
+                                      at_a[at_a["model"] == name]["predicted"].to_numpy())
+    # a same-month rerun of the live fits reuses them all
+    again = train_models(models, month_a, settings, as_of, registry, with_baselines=False)
+    assert all(r.reused and r.prefix == live[n].prefix for n, r in again.items())
+
+
+def test_a_late_revision_refits_that_fold_and_the_ones_after_nothing_else(data: Dataset, cold: BacktestResult,
+                                                                          tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    walk_forward(data, MODELS, _settings(), registry=registry)
+    month = data.months[-8]
+    features = data.features.copy()
+    features.loc[month, "macro:M1"] += 0.25  # one value of one late month
+    revised = Dataset(features=features, returns=data.returns, benchmark=data.benchmark, risk_free=data.risk_free,
+                      synthetic=True)
+    result = walk_forward(revised, MODELS, _settings(), registry=registry)
+    folds = result.folds
+    # a fold's training rows contain month m's features when its last row (fit month - 1) is at or after m
+    touched = folds["fit_month"] > month
+    assert folds.loc[touched, "fitted"].all() and not folds.loc[~touched, "fitted"].any()
+    assert touched.any() and (~touched).any()
+    assert_same(result, walk_forward(revised, MODELS, _settings()))
+    # forecasts whose window does not reach the revised month are the old ones, bit for bit
+    early = result.forecasts["decision_month"] < month
+    pd.testing.assert_frame_equal(result.forecasts[early], cold.forecasts[early], check_exact=True)
+
+
+def test_the_local_pool_gives_the_same_bits(data: Dataset, cold: BacktestResult, tmp_path: Path) -> None:
+    pooled = walk_forward(data, MODELS, _settings(), n_jobs=2, registry=_registry(tmp_path))
+    assert pooled.info["executor"] == "local-pool"
+    assert_same(pooled, cold)
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from job.backtest import walk_forward
+    from job.models import ModelRegistry
+    from job.store import LocalStore
+    from tests.test_fit_cache import MODELS, _settings
+    from job.dataset import synthetic_dataset
+
+    data = synthetic_dataset(n_months=72, n_assets=3, n_macro=4, seed=5)
+    walk_forward(data, MODELS, _settings(), registry=ModelRegistry(LocalStore(Path(sys.argv[1]))))
+""")
+
+
+def test_a_killed_backfill_resumes_where_it_stopped(data: Dataset, cold: BacktestResult, tmp_path: Path) -> None:
+    """SIGKILL a walk-forward once some fits are stored: the rerun fits only the rest and equals a cold run."""
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(store)], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(store.rglob("metadata.json"))) >= 6:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the backfill ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = len(list(store.rglob("metadata.json")))
+    assert 6 <= done < len(cold.folds)
+    resumed = walk_forward(data, MODELS, _settings(), registry=_registry(store))
+    assert resumed.info["fits_fitted"] == len(cold.folds) - done
+    assert_same(resumed, cold)
