@@ -13,10 +13,11 @@ from sklearn.tree import DecisionTreeRegressor
 from job.backtest import Fold, tuning_folds
 from job.dataset import synthetic_dataset
 from job.models.base import Clipper, WindowFlattener
-from job.models.cv import time_series_cv, tune
+from job.models.cv import time_series_cv
 from job.models.fastcv import ridge_path_cv, tree_path_cv
 from job.models.linear import RidgeForecaster
 from job.models.tree import TreeForecaster
+from tests.oracles import tune
 
 
 @pytest.fixture(scope="module")
