@@ -2,8 +2,9 @@
 
 Readers (``rotation query``, its views, the ready queries, ``rotation verify``) are tested against what
 the real stages publish, never against parquet written by hand. Two months of the synthetic ``sample``
-source, ridge and tree, no look-ahead audit, into one local folder, through the installed console
-script (as a user or the CronJob runs it). Tests that change the store copy it first (:func:`copy_store`).
+source, ridge and tree, no look-ahead audit, a static backtest (one fit per model instead of a refit per
+month: the readers are under test, not the walk-forward), into one local folder, through the installed
+console script (as a user or the CronJob runs it). Tests that change the store copy it first (:func:`copy_store`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
         made = RealRun(store=workdir / "artifacts", warehouse=workdir / "warehouse.duckdb", workdir=workdir)
         for month in MONTHS:
             proc = subprocess.run([str(ROTATION_BIN), *made.group(), "run", "--as-of", month, "--source", "sample",
-                                   "--models", ",".join(MODELS), "--no-audit"],
+                                   "--models", ",".join(MODELS), "--no-audit", "--scheme", "static"],
                                   cwd=workdir, capture_output=True, text=True, timeout=900,
                                   env=subprocess_env(workdir), check=False)
             assert proc.returncode == 0, f"rotation run --as-of {month} failed:\n{proc.stderr[-4000:]}"
