@@ -234,7 +234,7 @@ class DaskCluster(_Base):
         log.info("dask cluster %s: %d workers", self.address, len(workers),
                  extra={"fields": {"scheduler": self.address, "workers": len(workers)}})
         self._shared_future = self._client.scatter(self._shared, broadcast=True, hash=False)
-        self._pending = as_completed(with_results=False)
+        self._pending = as_completed(with_results=False, loop=self._client.loop)
 
     def submit(self, task: Any, *, label: str, local_only: bool = False) -> None:
         if self._client is None:
