@@ -299,14 +299,6 @@ def walk_forward(dataset: Dataset, model_names: Sequence[str], settings: Any, *,
               "forecasts_reused": runner.stats.forecasts_reused, "fits_ran_on": dict(runner.stats.ran_on)})
 
 
-def reevaluate(result: BacktestResult, dataset: Dataset, params: StrategyParams) -> BacktestResult:
-    """The same forecasts under other strategy parameters (no refits)."""
-    weights, portfolio = evaluate(result.forecasts, dataset, params)
-    return BacktestResult(forecasts=result.forecasts, weights=weights, portfolio=portfolio,
-                          baselines=result.baselines, folds=result.folds, scheme=result.scheme, params=params,
-                          original_window=result.original_window, info=dict(result.info))
-
-
 def sweep_result(result: BacktestResult, dataset: Dataset, thresholds: Sequence[float], factors: Sequence[float],
                  shrinkages: Sequence[float], *, mode: str = "normalised", cost_bps: float = 10.0,
                  original_rf: float = 0.0427) -> pd.DataFrame:
@@ -330,7 +322,7 @@ def sweep_result(result: BacktestResult, dataset: Dataset, thresholds: Sequence[
 
 __all__ = ["BASELINES", "FORECAST_COLUMNS", "SCHEMES", "SEQUENTIAL_MODELS", "BacktestResult", "Fold", "as_table",
            "baseline_forecasts", "decision_months", "evaluate", "labelled_months", "live_months", "model_factory",
-           "reevaluate", "risk_free_for", "static_split", "sweep_result", "tuning_folds", "walk_forward",
+           "risk_free_for", "static_split", "sweep_result", "tuning_folds", "walk_forward",
            "walk_forward_folds"]
 
 

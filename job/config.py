@@ -164,7 +164,6 @@ class ModelSettings(_Section):
     ensemble_members: list[str]
     momentum_months: int = Field(default=12, ge=1)  # momentum baseline: window incl. the skipped months
     momentum_skip_months: int = Field(default=1, ge=0)
-    report_model: str
     on_corrupt_model: Literal["retrain", "fail"]
     refit_months: dict[str, int]  # model -> months a stored model is reused; new models may be added
 

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from job.model_names import BASELINES
+
 MONTHS_PER_YEAR = 12
 ORIGINAL_SORTINO_RF = 0.0427
 
@@ -268,7 +270,7 @@ def forecast_quality(forecasts: pd.DataFrame, baselines: pd.DataFrame | None = N
         entry: dict[str, Any] = {"mae": _number(mae)}
         if base is not None:
             keys = pd.MultiIndex.from_frame(rows[["decision_month", "asset"]])
-            for name in ("persistence", "historical-mean"):
+            for name in BASELINES:
                 b = base[base["model"] == name].reindex(keys) if name in set(base["model"]) else None
                 col = name.replace("-", "_")
                 if b is None or b["predicted"].isna().any():
@@ -301,8 +303,7 @@ def _extras(rows: pd.DataFrame) -> dict[str, Any]:
             "total_cost": _number(rows["cost"].sum())}
 
 
-def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None, *,
-              sweep: pd.DataFrame | None = None) -> dict[str, Any]:
+def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None = None) -> dict[str, Any]:
     """The ``metrics.json`` document of a :class:`job.backtest.BacktestResult`.
 
     Shape: ``{"models": {model: {period: {metric: number}}}, "benchmark": {period: {...}},
@@ -310,7 +311,7 @@ def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None, *,
     "scheme": str}`` where period is ``full`` (the whole out-of-sample span), ``last_20pct`` (the
     original's evaluation window: the last ``1 - static_train_share`` of months), and ``full_net`` /
     ``last_20pct_net`` (after transaction costs). Returns are indexed by the month they were earned
-    (target month). ``rf`` defaults to the result's own ``risk_free`` column.
+    (target month). Excess returns are over the result's own ``risk_free`` column (the target month's rate).
 
     New sections (:func:`extended_summary`; the keys above are unchanged): ``relative``,
     ``distribution``, ``drawdowns``, ``calendar_years`` and ``significance``; with a ``sweep`` table
@@ -325,7 +326,7 @@ def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None, *,
     for model, rows in port.groupby("model", sort=False):
         rows = rows.sort_values("decision_month").set_index("target_month")
         reference = rows if reference is None or len(rows) > len(reference) else reference
-        rate = rows["risk_free"] if rf is None else rf
+        rate = rows["risk_free"]
         periods: dict[str, Any] = {}
         for period, part in _periods(rows, first_eval).items():
             bench = part["benchmark_return"]
@@ -336,7 +337,7 @@ def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None, *,
         models[str(model)] = periods
     out: dict[str, Any] = {"scheme": result.scheme, "strategy": result.params.as_dict(), "models": models}
     if reference is not None:
-        rate = reference["risk_free"] if rf is None else rf
+        rate = reference["risk_free"]
         for name, column in (("benchmark", "benchmark_return"), ("equal_weight", "equal_weight_return")):
             out[name] = {period: performance(part[column], rate,
                                              None if name == "benchmark" else part["benchmark_return"],
@@ -346,9 +347,9 @@ def summarise(result: Any, rf: pd.Series | None = None, settings: Any = None, *,
                    for period, part in _periods(reference, first_eval).items()}
     out["windows"] = windows
     out["forecast_quality"] = forecast_quality(result.forecasts, result.baselines)
-    out.update(extended_summary(result, rf))
+    out.update(extended_summary(result))
     if sweep is not None and len(sweep):
-        out["deflated_sharpe"] = deflated_sharpe_of_sweep(result, sweep, rf)
+        out["deflated_sharpe"] = deflated_sharpe_of_sweep(result, sweep)
     return out
 
 
@@ -386,7 +387,7 @@ def _against(r: np.ndarray, ref: np.ndarray, rate: np.ndarray, name: str) -> lis
     return [{f"{k}_vs_{name}": v for k, v in _numbers(rel, i).items()} for i in range(r.shape[0])]
 
 
-def extended_summary(result: Any, rf: pd.Series | None = None) -> dict[str, Any]:
+def extended_summary(result: Any) -> dict[str, Any]:
     """The new sections of the metrics document (formulas in :mod:`job.analytics`, :mod:`job.significance`).
 
     - ``relative``: ``{"models": {model: {period: {metric_vs_benchmark, metric_vs_equal_weight}}}}`` with
@@ -419,10 +420,9 @@ def extended_summary(result: Any, rf: pd.Series | None = None) -> dict[str, Any]
     for model, rows in port.groupby("model", sort=False):
         rows = rows.sort_values("decision_month").set_index("target_month")
         reference = rows if reference is None or len(rows) > len(reference) else reference
-        rate_source = rows["risk_free"] if rf is None else rf
         rel_m, dist_m, dd_m = {}, {}, {}
         for period, part in _periods(rows, first_eval).items():
-            rate = _aligned_rf(rate_source, part.index)
+            rate = _aligned_rf(rows["risk_free"], part.index)
             r = part[[c for _, c in RETURN_COLUMNS]].to_numpy(dtype=np.float64).T  # (2, T): gross, net
             against = [_against(r, part[column].to_numpy(dtype=np.float64), rate, name)
                        for name, column in REFERENCES]
@@ -437,7 +437,6 @@ def extended_summary(result: Any, rf: pd.Series | None = None) -> dict[str, Any]
         years["active_net"] = years["return_net"] - years["benchmark"]
         calendar[str(model)] = {str(year): {k: _number(v) for k, v in row.items()} for year, row in years.iterrows()}
     if reference is not None:
-        rate_source = reference["risk_free"] if rf is None else rf
         for name, column in REFERENCES:
             distribution[name], episodes[name] = {}, {}
             for period, part in _periods(reference, first_eval).items():
@@ -447,7 +446,7 @@ def extended_summary(result: Any, rf: pd.Series | None = None) -> dict[str, Any]
         relative["equal_weight"] = {
             period: _against(part[["equal_weight_return"]].to_numpy(dtype=np.float64).T,
                              part["benchmark_return"].to_numpy(dtype=np.float64),
-                             _aligned_rf(rate_source, part.index), "benchmark")[0]
+                             _aligned_rf(reference["risk_free"], part.index), "benchmark")[0]
             for period, part in _periods(reference, first_eval).items()}
     significance: dict[str, Any] = {}
     frames = [result.forecasts]
@@ -473,8 +472,7 @@ def _drawdown_doc(episodes: list[dict[str, Any]]) -> dict[str, Any]:
             for ep in episodes}
 
 
-def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, rf: pd.Series | None = None, *,
-                             column: str = "sharpe_net") -> dict[str, Any]:
+def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, *, column: str = "sharpe_net") -> dict[str, Any]:
     """Deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the best combination of a sweep.
 
     ``sweep``: :func:`job.backtest.sweep_result`'s table (model, threshold, factor, shrinkage, mode,
@@ -498,11 +496,11 @@ def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, rf: pd.Series | N
     for name, rows in groups:
         if rows.empty:
             continue
-        out[name] = _deflated_best(result, rows, rf, column)
+        out[name] = _deflated_best(result, rows, column)
     return {"by_model": out}
 
 
-def _deflated_best(result: Any, rows: pd.DataFrame, rf: pd.Series | None, column: str) -> dict[str, Any]:
+def _deflated_best(result: Any, rows: pd.DataFrame, column: str) -> dict[str, Any]:
     from job.significance import deflated_sharpe, population_moments
     from job.strategy import StrategyParams, run_strategy
 
@@ -515,8 +513,7 @@ def _deflated_best(result: Any, rows: pd.DataFrame, rf: pd.Series | None, column
     real = forecasts.pivot(index="decision_month", columns="asset", values="realised")[pred.columns]
     port = result.portfolio[result.portfolio["model"] == model].set_index("decision_month")
     months = pd.PeriodIndex(pred.index)
-    rate = (port["risk_free"].reindex(months).to_numpy(dtype=np.float64) if rf is None
-            else _aligned_rf(rf, months + 1))
+    rate = port["risk_free"].reindex(months).to_numpy(dtype=np.float64)
     params = StrategyParams(threshold=float(best["threshold"]), factor=float(best["factor"]),
                             shrinkage=float(best["shrinkage"]), mode=str(best.get("mode", result.params.mode)),
                             cost_bps=float(best.get("cost_bps", result.params.cost_bps)))

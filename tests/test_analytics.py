@@ -185,7 +185,7 @@ def test_summarise_adds_new_sections_and_keeps_the_old_ones(synthetic) -> None:
 
     settings = load_settings(environ={}, overrides={"backtest": {"n_jobs": 1}})
     result = walk_forward(synthetic, ["momentum"], settings)
-    doc = summarise(result, None, settings)
+    doc = summarise(result, settings)
     assert {"scheme", "strategy", "models", "benchmark", "equal_weight", "windows", "forecast_quality"} <= set(doc)
     assert set(doc["models"]["momentum"]) == {"full", "full_net", "last_20pct", "last_20pct_net"}
     assert "beta_vs_benchmark" not in doc["models"]["momentum"]["full_net"]  # old tables untouched

@@ -206,7 +206,7 @@ def test_baselines_are_persistence_and_the_training_mean(data: Dataset, result) 
 
 
 def test_summary_has_models_periods_metrics_and_the_original_window(data: Dataset, result) -> None:
-    doc = summarise(result, None, _settings())
+    doc = summarise(result, _settings())
     assert set(doc["models"]) == {"ridge", "tree"}
     assert set(doc["models"]["ridge"]) == {"full", "full_net", "last_20pct", "last_20pct_net"}
     full = doc["models"]["ridge"]["full"]

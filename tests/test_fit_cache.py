@@ -56,7 +56,7 @@ def assert_same(result: BacktestResult, reference: BacktestResult) -> None:
     """Forecasts, weights, portfolio and metrics equal bit for bit."""
     for name in ("forecasts", "weights", "portfolio", "baselines"):
         pd.testing.assert_frame_equal(getattr(result, name), getattr(reference, name), check_exact=True, obj=name)
-    assert summarise(result, None, _settings()) == summarise(reference, None, _settings())
+    assert summarise(result, _settings()) == summarise(reference, _settings())
 
 
 def test_cold_and_warm_runs_with_a_registry_equal_a_run_without_one(data: Dataset, cold: BacktestResult,

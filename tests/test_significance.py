@@ -160,7 +160,7 @@ def test_deflated_sharpe_of_a_sweep(synthetic) -> None:
     settings = load_settings(environ={}, overrides={"backtest": {"n_jobs": 1}})
     result = walk_forward(synthetic, ["momentum", "persistence"], settings)
     table = sweep_result(result, synthetic, [0.0, 0.02], [1.0, 3.0], [0.0, 0.5])
-    doc = summarise(result, None, settings, sweep=table)
+    doc = summarise(result, settings, sweep=table)
     best = doc["deflated_sharpe"]["by_model"]["all_models"]
     assert best["n_trials"] == len(table) == 16
     assert math.isclose(best["sharpe"], table["sharpe_net"].max(), rel_tol=1e-12)
@@ -170,4 +170,4 @@ def test_deflated_sharpe_of_a_sweep(synthetic) -> None:
     assert 0.0 <= best["dsr"] <= 1.0
     assert math.isclose(best["sharpe_variance"], float(np.var(table["sharpe_net"], ddof=1)), rel_tol=1e-9)
     assert doc["deflated_sharpe"]["by_model"]["momentum"]["n_trials"] == 8
-    assert "deflated_sharpe" not in summarise(result, None, settings)
+    assert "deflated_sharpe" not in summarise(result, settings)

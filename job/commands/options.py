@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from job.app import App
+from job.model_names import BASELINES
 from job.months import parse_month
 
 LSTM_PRESETS = ("small", "seed")
@@ -47,8 +48,7 @@ def load_month(app: App, as_of: str | None, lstm_preset: str | None, publication
 
 def echo_models(trained: dict[str, Any]) -> None:
     """One line per model: stored prefix, trained or reused, validation MAE next to both baselines."""
-    baselines = {n: float(np.mean(trained[n].model.validation_mae_)) for n in ("persistence", "historical-mean")
-                 if n in trained}
+    baselines = {n: float(np.mean(trained[n].model.validation_mae_)) for n in BASELINES if n in trained}
     for name, result in trained.items():
         mae = float(np.mean(result.model.validation_mae_))
         ratios = "  ".join(f"{mae / v:.3f} x {b}" for b, v in baselines.items() if b != name and v > 0)

@@ -7,10 +7,11 @@ Keras is loaded when an LSTM is built or loaded.
 
 from __future__ import annotations
 
+from job.model_names import BASELINES, MODEL_NAMES
 from job.models.base import Clipper, Forecaster, WindowFlattener
 from job.models.baselines import HistoricalMeanForecaster, PersistenceForecaster
 from job.models.ensemble import EnsembleForecaster
-from job.models.factory import BASELINES, MODEL_NAMES, build_model, ensemble_member_names, parse_model_names
+from job.models.factory import build_model, ensemble_member_names, parse_model_names
 from job.models.linear import RidgeForecaster
 from job.models.lstm import PRESETS, SEED_PARAMETERS, LSTMForecaster, build_network
 from job.models.registry import CorruptModel, ModelRegistry, config_fingerprint, data_fingerprint

@@ -6,15 +6,13 @@ from collections.abc import Sequence
 
 from job.config import Settings
 from job.errors import ConfigError
+from job.model_names import MODEL_NAMES
 from job.models.base import Forecaster
 from job.models.baselines import HistoricalMeanForecaster, MomentumForecaster, PersistenceForecaster
 from job.models.ensemble import EnsembleForecaster
 from job.models.linear import RidgeForecaster
 from job.models.lstm import LSTMForecaster
 from job.models.tree import TreeForecaster
-
-MODEL_NAMES = ("persistence", "historical-mean", "momentum", "ridge", "tree", "lstm", "ensemble")
-BASELINES = ("persistence", "historical-mean")
 
 
 def build_model(name: str, settings: Settings, *, return_feature_index: Sequence[int],

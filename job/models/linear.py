@@ -36,11 +36,10 @@ class RidgeForecaster(Forecaster):
     """
 
     def __init__(self, alphas: Sequence[float] = (5.0, 25.0, 50.0, 300.0, 500.0, 1000.0), cv_splits: int = 5,
-                 clip: float | None = 5.0, n_jobs: int | None = None) -> None:
+                 clip: float | None = 5.0) -> None:
         self.alphas = alphas
         self.clip = clip
         self.cv_splits = cv_splits
-        self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeForecaster:
         X, y = self._validate_fit(X, y)

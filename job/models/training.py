@@ -20,8 +20,9 @@ from job import fits  # (job.fits imports job.models.registry; names are looked 
 from job.config import Settings
 from job.dataset import Dataset
 from job.logs import get_logger
+from job.model_names import BASELINES, MODEL_NAMES
 from job.models.base import Forecaster
-from job.models.factory import BASELINES, MODEL_NAMES, build_model
+from job.models.factory import build_model
 from job.models.registry import ModelRegistry, training_window
 from job.months import month_str, parse_month
 
@@ -50,21 +51,16 @@ def training_data(dataset: Dataset, lookback: int, as_of: pd.Period | str) -> tu
 
 
 def fit_model(name: str, dataset: Dataset, settings: Settings, as_of: pd.Period | str, *,
-              members: dict[str, Forecaster] | None = None,
-              warm_start_from: Forecaster | None = None) -> tuple[Forecaster, dict[str, Any]]:
+              members: dict[str, Forecaster] | None = None) -> tuple[Forecaster, dict[str, Any]]:
     """Build and fit model ``name`` on the training pairs known at ``as_of``.
 
-    Returns the fitted model and a summary: the training window, fit seconds. ``warm_start_from``
-    (LSTM only) starts from a previous fit's weights.
+    Returns the fitted model and a summary: the training window, fit seconds.
     """
     lookback = settings.models.lookback_months
     X, y, months = training_data(dataset, lookback, as_of)
     model = build_model(name, settings, return_feature_index=dataset.return_feature_index(), members=members)
     start = time.perf_counter()
-    if warm_start_from is not None and name == "lstm":
-        model.fit(X, y, warm_start_from=warm_start_from)  # type: ignore[call-arg]
-    else:
-        model.fit(X, y)
+    model.fit(X, y)
     seconds = time.perf_counter() - start
     summary = {"window": training_window(months), "fit_seconds": round(seconds, 3)}
     log.info("fitted %s as of %s", name, month_str(parse_month(as_of)),

@@ -29,7 +29,7 @@ class TreeForecaster(Forecaster):
 
     def __init__(self, max_leaf_nodes: Sequence[int] = (10, 20, 50, 100),
                  min_samples_split: Sequence[int] = (2, 5, 10, 20), min_samples_leaf: Sequence[int] = (1, 2, 4, 8),
-                 fixed: bool = False, cv_splits: int = 5, seed: int = 42, n_jobs: int | None = None,
+                 fixed: bool = False, cv_splits: int = 5, seed: int = 42,
                  prior_validation_mae: Sequence[float] | None = None) -> None:
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_split = min_samples_split
@@ -37,7 +37,6 @@ class TreeForecaster(Forecaster):
         self.fixed = fixed
         self.cv_splits = cv_splits
         self.seed = seed
-        self.n_jobs = n_jobs
         self.prior_validation_mae = prior_validation_mae
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> TreeForecaster:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from job.model_names import BASELINES
 from job.report.data import (
-    BASELINES,
     BENCHMARK_KEY,
     EQUAL_WEIGHT_KEY,
     AllocationSection,

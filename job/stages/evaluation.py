@@ -66,7 +66,7 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
                              original_rf=float(settings.backtest.original_sortino_rf))
         log.info("sweep done", extra={"fields": {"combinations": len(table),
                                                  "seconds": round(time.perf_counter() - began, 3)}})
-    doc = summarise(result, None, settings, sweep=table)  # with a sweep: the deflated Sharpe of its best
+    doc = summarise(result, settings, sweep=table)  # with a sweep: the deflated Sharpe of its best
     # Timings belong in the manifest: the metrics of a repeated month must be byte-identical.
     doc["backtest"] = {**{k: v for k, v in result.info.items() if k != "seconds"}, "folds": len(result.folds)}
     doc["data"] = {k: dataset.info.get(k) for k in ("source", "universe", "data_fingerprint") if k in dataset.info}
@@ -89,7 +89,7 @@ def lookahead_audit(lag0: Dataset, settings: Any, models: Sequence[str], *, para
     from job.metrics import summarise
 
     result = walk_forward(lag0, chosen, settings, scheme=scheme, params=params)
-    return Evaluation(result=result, metrics=summarise(result, None, settings))
+    return Evaluation(result=result, metrics=summarise(result, settings))
 
 
 def metrics_frame(doc: dict[str, Any]) -> pd.DataFrame:
