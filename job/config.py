@@ -124,6 +124,9 @@ class DataSettings(_Section):
     retry_attempts: int = Field(default=5, ge=1)  # network sources: attempts on a timeout, 429 or 5xx
     retry_initial_wait_s: float = Field(default=1.0, ge=0)
     sample_seed: int
+    # months of returns an asset that starts after the data needs before it is forecast and held
+    # (a feature window and a label); 0 = models.lookback_months + 1
+    min_asset_history_months: NonNegative = 0
 
     @field_validator("source")
     @classmethod
@@ -183,6 +186,10 @@ class BacktestSettings(_Section):
     original_sortino_rf: float
     n_jobs: int
     tune_months: int = Field(ge=1)
+    min_oos_months: NonNegative = 36  # fewer out-of-sample months: a warning and the report says so
+    # trade at the close of the first trading day on or after this day of the month after the decision
+    # month (4: the trading day after the CronJob's 3rd); 0: at the decision month's last close
+    execution_lag_days: int = Field(default=4, ge=0, le=20)
 
 
 class StoreSettings(_Section):

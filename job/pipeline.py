@@ -110,9 +110,9 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
         # stage, which is logged and printed but cannot be timed inside itself.
         with run.stage("commit"):
             manifest = publisher.commit(run.timings, extra={
-                "synthetic": dataset.synthetic, "source": dataset.info.get("source"),
+                "synthetic": dataset.synthetic, "source": dataset.info.source,
                 "models": names, "scheme": evaluated.result.scheme, "strategy": params.as_dict(),
-                "data_fingerprint": dataset.info.get("data_fingerprint"),
+                "dataset_fingerprint": dataset.info.dataset_fingerprint,
                 "model_prefixes": {n: r.prefix for n, r in trained.items()}, "ingest": ingest_summary})
         html_key = artifacts.REPORTS.key(as_of_text, run.run_id)
         if options.output is not None:

@@ -2,6 +2,8 @@
 
 For one month with predicted returns ``p_i`` of the ``N`` assets (the original notebook's rule):
 
+- only the assets present that month take part (a missing prediction marks an absent asset: weight 0,
+  and ``N`` counts the present assets);
 - leverage flag ``f_i = p_i > threshold``; multiplier ``L_i = factor if f_i else 1``;
 - signal ``s_i = max(0, p_i)``; ``raw_i = s_i * L_i``; ``n_i = raw_i / sum(raw)``, or ``1/N`` for every
   asset when ``sum(raw) = 0`` (all predictions <= 0);
@@ -137,24 +139,29 @@ def allocate_arrays(predicted: np.ndarray, threshold: Any, factor: Any, shrinkag
     """The rule with array parameters: ``threshold``, ``factor`` and ``shrinkage`` broadcast against
     ``predicted[..., :1]`` (give a grid axis as shape ``(K, 1, 1)`` for predictions ``(T, N)``).
 
-    Raises ValueError for non-finite predictions.
+    A missing prediction (NaN) marks an asset absent from that month's universe (unbalanced panels): it
+    gets weight 0, no flag, and ``N`` in the rule is the number of assets present in that row. Raises
+    ValueError for infinite predictions or a row without any asset present.
     """
     p = np.asarray(predicted, dtype=np.float64)
     if p.ndim == 0 or p.shape[-1] == 0:
         raise ValueError("predicted must have a last axis of assets")
-    if not np.isfinite(p).all():
+    present = ~np.isnan(p)
+    if np.isinf(p).any():
         raise ValueError("predicted returns must be finite")
-    n = p.shape[-1]
+    n = present.sum(axis=-1, keepdims=True)
+    if (n == 0).any():
+        raise ValueError("a month without any asset present (every prediction is missing)")
     threshold = np.asarray(threshold, dtype=np.float64)
     factor = np.asarray(factor, dtype=np.float64)
     shrinkage = np.asarray(shrinkage, dtype=np.float64)
-    flags = p > threshold
+    flags = p > threshold  # False where missing
     multipliers = np.where(flags, factor, 1.0)
-    raw = np.maximum(p, 0.0) * multipliers
+    raw = np.where(present, np.maximum(p, 0.0) * multipliers, 0.0)
     total = raw.sum(axis=-1, keepdims=True)
     positive = total > 0.0
-    normalised = np.where(positive, raw / np.where(positive, total, 1.0), 1.0 / n)
-    weights = shrinkage / n + (1.0 - shrinkage) * normalised
+    normalised = np.where(positive, raw / np.where(positive, total, 1.0), present / n)
+    weights = np.where(present, shrinkage / n + (1.0 - shrinkage) * normalised, 0.0)
     capital = (weights * multipliers).sum(axis=-1)
     return Allocation(weights=weights, flags=flags, multipliers=multipliers, capital=capital)
 
@@ -174,6 +181,8 @@ def portfolio_returns(alloc: Allocation, realised: np.ndarray, params: StrategyP
     """
     mode = params if isinstance(params, str) else params.mode
     r = np.asarray(realised, dtype=np.float64)
+    # an asset absent from the month's universe (weight 0) has no realised return: it contributes nothing
+    r = np.where(np.isnan(r) & (alloc.weights == 0.0), 0.0, r)
     held = (alloc.weights * alloc.multipliers * r).sum(axis=-1)
     if mode == "normalised":
         return held / alloc.capital

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from job.config import Settings, Universe
-from job.dataset import MACRO_PREFIX, RETURN_PREFIX, Dataset
+from job.dataset import MACRO_PREFIX, RETURN_PREFIX, Dataset, DatasetInfo, fill_cross_sectional, presence
 from job.errors import ConfigError, DataError, LockHeld
 from job.logs import get_logger
 from job.months import last_complete_month, month_start, month_str
@@ -251,14 +251,25 @@ def build_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, *, as_of: 
     expected = pd.period_range(months[0], as_of, freq="M")
     if len(expected) != len(months):
         missing = sorted(set(expected) - set(months))
-        raise DataError(f"months without prices for every asset: {[month_str(m) for m in missing[:5]]}")
+        raise DataError(f"months where an asset that has started has no return: "
+                        f"{[month_str(m) for m in missing[:5]]}",
+                        hint="the prices suite names every asset and month (rotation validate)")
     if months[0] != start:
         log.warning("data starts at %s, after the configured start %s", month_str(months[0]), month_str(start))
     rets = con.execute("SELECT asset, month, ret FROM monthly_returns WHERE month BETWEEN ? AND ?",
                        [month_start(months[0]), month_start(as_of)]).df()
     returns = rets.pivot(index="month", columns="asset", values="ret")
     returns.index = _periods(returns.index)
-    returns = returns.reindex(index=months, columns=universe.tickers)
+    returns = returns.reindex(index=months, columns=universe.tickers).astype(np.float64)
+    # Months before an asset's first return are missing (it has not started): decision_months already
+    # guarantees that every asset that has started has a return, so the only holes are leading ones.
+    lookback = int(settings.models.lookback_months)
+    min_history = int(settings.data.min_asset_history_months) or lookback + 1
+    present, first_months, entry_months = presence(returns, min_history)
+    late = {a: m for a, m in entry_months.items() if first_months[a] != month_str(months[0])}
+    if late:
+        log.info("unbalanced universe: %s", ", ".join(f"{a} from {m or 'after ' + month_str(as_of)}"
+                                                      for a, m in late.items()))
     long = feature_long(con, settings, start=months[0], end=as_of, publication_lag=publication_lag)
     wide = long.pivot(index="month", columns="series", values="value")
     wide.index = _periods(wide.index)
@@ -266,20 +277,30 @@ def build_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, *, as_of: 
     complete = wide.columns[wide.notna().all()]
     dropped = sorted(set(wide.columns) - set(complete))
     macro = wide[sorted(complete)].add_prefix(MACRO_PREFIX)
-    features = pd.concat([returns.add_prefix(RETURN_PREFIX), macro], axis=1).astype(np.float64)
+    features = pd.concat([fill_cross_sectional(returns).add_prefix(RETURN_PREFIX), macro], axis=1).astype(np.float64)
     rf = con.execute("SELECT month, rf FROM risk_free_monthly WHERE month BETWEEN ? AND ? ORDER BY month",
                      [month_start(months[0]), month_start(as_of)]).df()
-    risk_free = pd.Series(rf["rf"].to_numpy(), index=_periods(rf["month"]), name="rf").reindex(months)
+    # Missing before the first known value (forward fill cannot reach it): left missing, never a silent
+    # 0.0; backtest.risk_free_for decides (0 with a warning in normalised mode, exit 2 in levered mode).
+    risk_free = pd.Series(rf["rf"].to_numpy(dtype=np.float64), index=_periods(rf["month"]), name="rf").reindex(months)
     lag = settings.data.publication_lag_months if publication_lag is None else publication_lag
-    info = {"source": ingest_info["source"], "universe": universe.name, "sectors": universe.assets,
-            "data_fingerprint": ingest_info["fingerprint"], "dropped_series": dropped,
-            "n_macro_features": int(macro.shape[1]), "first_month": month_str(months[0]),
-            "as_of": month_str(as_of), "ingest": ingest_info["details"],
-            # lag 0 is the original notebook's alignment whether it comes from the override or the config
-            "look_ahead": lag == 0}
-    dataset = Dataset(features=features, returns=returns, benchmark=universe.benchmark,
-                      risk_free=risk_free.fillna(0.0), publication_lag_months=lag,
-                      synthetic=bool(ingest_info["details"].get("synthetic")), info=info)
+    details = dict(ingest_info["details"])
+    info = DatasetInfo(
+        source=str(ingest_info["source"]), universe=universe.name, sectors=dict(universe.assets),
+        as_of=month_str(as_of), first_month=month_str(months[0]),
+        dataset_fingerprint=str(ingest_info["fingerprint"]),
+        # lag 0 is the original notebook's alignment whether it comes from the override or the config
+        look_ahead=lag == 0, synthetic=bool(details.get("synthetic")),
+        n_macro_features=int(macro.shape[1]), dropped_series=tuple(dropped),
+        asset_first_months=first_months, asset_entry_months=entry_months, min_asset_history_months=min_history,
+        risk_free_missing=tuple(month_str(m) for m in risk_free.index[risk_free.isna().to_numpy()]),
+        ingest=details)
+    executed = None
+    if settings.backtest.execution_lag_days > 0:  # job/execution.py: returns from the close of the trade day
+        from job.execution import executed_returns
+        executed = executed_returns(con, universe.tickers, months, settings.backtest.execution_lag_days, as_of)
+    dataset = Dataset(features=features, returns=returns, benchmark=universe.benchmark, risk_free=risk_free,
+                      publication_lag_months=lag, info=info, present=present, executed_returns=executed)
     return dataset, as_of
 
 

@@ -28,15 +28,34 @@ SELECT asset, month, date, close,
 FROM month_end_prices
 WHERE complete;
 
--- Decision months: complete months in which every asset of the universe has a return. The decision
--- date is the month's last trading day (the latest month-end date across assets).
+-- The first month in which each asset of the universe can have a return: the month after its first
+-- month-end price (NULL: no price at all). Months before it are not gaps: the asset has not started.
+CREATE OR REPLACE VIEW asset_first_months AS
+SELECT a.asset, a.position, a.is_benchmark,
+       (min(p.month) + INTERVAL 1 MONTH)::DATE AS first_month
+FROM assets a LEFT JOIN month_end_prices p ON p.asset = a.asset
+GROUP BY ALL;
+
+-- Decision months: complete months in which the benchmark and every asset that has started (its first
+-- month is at or before the month) have a return; an asset that starts later is simply not there yet
+-- (unbalanced panels). A gap inside an asset's life leaves the month out (the prices suite names it).
+-- The decision date is the month's last trading day (the latest month-end date across assets).
 CREATE OR REPLACE VIEW decision_months AS
-SELECT r.month, max(r.date) AS decision_date, count(*) AS n_assets
-FROM monthly_returns r
-WHERE r.ret IS NOT NULL
-GROUP BY r.month
-HAVING count(*) = (SELECT count(*) FROM assets)
-ORDER BY r.month;
+WITH have AS (
+    SELECT r.month, max(r.date) AS decision_date, count(*) AS n_assets, bool_or(f.is_benchmark) AS benchmark
+    FROM monthly_returns r JOIN asset_first_months f USING (asset)
+    WHERE r.ret IS NOT NULL
+    GROUP BY r.month
+),
+started AS (
+    SELECT h.month, count(f.asset) AS n_started
+    FROM have h JOIN asset_first_months f ON f.first_month <= h.month
+    GROUP BY h.month
+)
+SELECT h.month, h.decision_date, h.n_assets
+FROM have h JOIN started s USING (month)
+WHERE h.benchmark AND h.n_assets = s.n_started
+ORDER BY h.month;
 
 -- Every macro observation with the date from which the job may use it (available_at):
 --   * the real publication date where ALFRED gave one (realtime_start);
@@ -129,8 +148,9 @@ FROM checked;
 -- 3-month T-bill from the macro data (TB3MS, percent per year, as known at the month's end). A month
 -- where neither has a value takes the last known value (forward fill; source 'forward-filled <source>
 -- of YYYY-MM'), never a silent 0.0: rf_known is NULL there, and the validation suite risk_free warns,
--- listing those months. Months before any known value stay NULL (the dataset then uses 0.0, and the
--- same warning lists them with source 'none').
+-- listing those months. Months before any known value stay NULL (missing in the dataset too: the
+-- backtest treats them as 0 with a logged warning in normalised mode and refuses levered mode; the same
+-- validation warning lists them with source 'none').
 CREATE OR REPLACE VIEW risk_free_monthly AS
 WITH tbill AS (
     SELECT period AS month, arg_max(value, coalesce(realtime_start, vintage_release, period)) / 1200.0 AS rf

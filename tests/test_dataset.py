@@ -10,7 +10,7 @@ import pytest
 
 from job import warehouse
 from job.config import load_settings
-from job.dataset import Dataset, synthetic_dataset
+from job.dataset import Dataset, DatasetInfo, presence, synthetic_dataset
 from job.errors import ConfigError
 
 VANGUARD_ETF = ["SPY", "VCR", "VDC", "VDE", "VFH", "VNQ", "VHT", "VIS", "VGT", "VAW", "VOX", "VPU"]
@@ -31,10 +31,15 @@ def test_one_feature_row_per_decision_month(snapshot_dataset) -> None:
     dataset, as_of = snapshot_dataset
     assert dataset.months.equals(pd.period_range("2004-10", as_of, freq="M"))
     assert not dataset.features.isna().to_numpy().any()
-    assert dataset.info["as_of"] == "2025-02" and dataset.info["first_month"] == "2004-10"
-    assert dataset.info["n_macro_features"] > 100
-    assert dataset.info["look_ahead"] is False and dataset.publication_lag_months == 1
-    assert not dataset.synthetic
+    info = dataset.info
+    assert isinstance(info, DatasetInfo) and info.as_of == "2025-02" and info.first_month == "2004-10"
+    assert info.n_macro_features > 100 and info.source == "snapshot" and len(info.dataset_fingerprint) > 8
+    assert info.look_ahead is False and dataset.publication_lag_months == 1
+    assert not dataset.synthetic and not info.synthetic
+    assert info.sectors["SPY"] and list(info.sectors) == VANGUARD_ETF
+    # a balanced universe: every asset present from the first month, no late asset
+    assert set(info.asset_entry_months.values()) == {"2004-10"} and not info.late_assets
+    assert dataset.mask.to_numpy().all()
 
 
 def test_vanguard_etf_returns_are_complete_and_aligned(snapshot_dataset) -> None:
@@ -66,10 +71,10 @@ def test_explicit_as_of_and_publication_lag(snapshot_warehouse: Path) -> None:
     dataset, as_of = warehouse.load_dataset(settings, snapshot_warehouse, as_of=pd.Period("2012-06", "M"),
                                             publication_lag=0)
     assert as_of == pd.Period("2012-06", "M") and dataset.months[-1] == as_of
-    assert dataset.info["look_ahead"] is True and dataset.publication_lag_months == 0
+    assert dataset.info.look_ahead is True and dataset.publication_lag_months == 0
     lag0 = settings.with_overrides({"data": {"publication_lag_months": 0}})
     dataset, _ = warehouse.load_dataset(lag0, snapshot_warehouse, as_of=pd.Period("2006-06", "M"))
-    assert dataset.info["look_ahead"] is True
+    assert dataset.info.look_ahead is True
     with pytest.raises(ConfigError, match="no complete data for --as-of 2030-01"):
         warehouse.load_dataset(settings, snapshot_warehouse, as_of=pd.Period("2030-01", "M"))
 
@@ -82,7 +87,7 @@ def test_missing_warehouse_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_sample_dataset_is_labelled_synthetic(sample_warehouse: Path) -> None:
     dataset, as_of = warehouse.load_dataset(load_settings(environ={}), sample_warehouse)
-    assert dataset.synthetic and dataset.info["source"] == "sample"
+    assert dataset.synthetic and dataset.info.synthetic and dataset.info.source == "sample"
     assert dataset.months[0] == pd.Period("2004-10", "M") and dataset.months[-1] == as_of
     assert dataset.assets[0] == "SPY" and len(dataset.assets) == 12
 
@@ -107,3 +112,28 @@ def test_windows_never_reach_past_their_decision_month(synthetic: Dataset) -> No
     with pytest.raises(ValueError, match="no full 6-month feature window"):
         synthetic.windows(6, synthetic.months[:3])
     assert synthetic_dataset(seed=0).features.equals(synthetic.features)     # deterministic given a seed
+
+
+def test_late_assets_are_masked_filled_and_realised_only_when_present(synthetic: Dataset) -> None:
+    """Unbalanced panel: S2 has no return before month 40. Its features and fitting labels hold the
+    cross-sectional mean of the others; it is present (forecast, held, evaluated) once it has
+    ``min_history`` months of returns; its realised labels are missing before that."""
+    returns = synthetic.returns.copy()
+    returns.iloc[:40, 2] = np.nan
+    mask, first, entry = presence(returns, min_history=13)
+    assert first["S2"] == "2008-05" and entry["S2"] == "2009-05" and entry["SPY"] == "2005-01"
+    assert not mask["S2"].iloc[:52].any() and mask["S2"].iloc[52:].all() and mask.drop(columns="S2").all().all()
+    dataset = Dataset(features=synthetic.features, returns=returns, benchmark="SPY", present=mask,
+                      info=DatasetInfo(asset_first_months=first, asset_entry_months=entry, first_month="2005-01"))
+    assert dataset.info.late_assets == {"S2": "2009-05"}
+    filled = dataset.filled_returns
+    np.testing.assert_allclose(filled.iloc[10, 2], returns.iloc[10].drop("S2").mean())
+    assert filled.drop(columns="S2").equals(returns.drop(columns="S2"))
+    labels, realised = dataset.labels(), dataset.realised_labels()
+    assert not labels.iloc[:-1].isna().to_numpy().any()          # every output fits on every row
+    assert realised["S2"].iloc[:52].isna().all() and realised["S2"].iloc[52:-1].notna().all()
+    x, y, months = dataset.training_set(12, dataset.months[-1])
+    assert len(months) == len(dataset.months) - 12 and not np.isnan(y).any()
+    everywhere = pd.DataFrame(True, index=returns.index, columns=returns.columns)
+    with pytest.raises(ValueError, match="S2 is present in 2005-01 without a return"):
+        Dataset(features=synthetic.features, returns=returns, benchmark="SPY", present=everywhere)

@@ -161,7 +161,26 @@ def test_invalid_parameters_are_rejected(bad: dict) -> None:
 
 def test_non_finite_predictions_are_rejected() -> None:
     with pytest.raises(ValueError, match="finite"):
-        allocate(np.array([0.1, np.nan]), StrategyParams())
+        allocate(np.array([0.1, np.inf]), StrategyParams())
+    with pytest.raises(ValueError, match="without any asset present"):
+        allocate(np.array([[0.1, 0.2], [np.nan, np.nan]]), StrategyParams())
+
+
+def test_missing_predictions_are_absent_assets() -> None:
+    """A NaN prediction is an asset outside the month's universe: weight 0, the rule over the others."""
+    params = StrategyParams(threshold=0.02, factor=3.0, shrinkage=0.3)
+    full = allocate(np.array([0.01, 0.03, -0.02]), params)
+    masked = allocate(np.array([0.01, np.nan, 0.03, -0.02]), params)
+    assert masked.weights[1] == 0.0 and not masked.flags[1]
+    np.testing.assert_array_equal(masked.weights[[0, 2, 3]], full.weights)
+    assert masked.capital == full.capital and masked.weights.sum() == pytest.approx(1.0)
+    equal = allocate(np.array([[-0.01, np.nan, -0.02, np.nan]]), params)  # nothing positive: 1/N of present
+    np.testing.assert_allclose(equal.weights, [[0.5, 0.0, 0.5, 0.0]])
+    realised = np.array([0.02, np.nan, 0.01, -0.03])  # an absent asset has no realised return
+    run = run_strategy(np.array([[0.01, np.nan, 0.03, -0.02]]), realised[None], params)
+    expected = run_strategy(np.array([[0.01, 0.03, -0.02]]), realised[None, [0, 2, 3]], params)
+    np.testing.assert_allclose(run.net_return, expected.net_return)
+    np.testing.assert_allclose(run.turnover, expected.turnover)
 
 
 @pytest.mark.parametrize("mode", ["normalised", "levered"])

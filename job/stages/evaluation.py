@@ -49,14 +49,16 @@ class Evaluation:
     result: Any  # job.backtest.BacktestResult
     metrics: dict[str, Any]
     sweep: pd.DataFrame | None = None
+    baseline_weights: pd.DataFrame | None = None  # the baselines run through the same allocation (job.scoreboard)
+    baseline_portfolio: pd.DataFrame | None = None
 
 
 def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: StrategyParams,
              scheme: str | None = None, start: pd.Period | None = None, n_jobs: int | None = None,
              sweep_grid: SweepGrid | None = None) -> Evaluation:
     """Walk-forward (or static) backtest of ``models``, its metrics and, with ``sweep_grid``, the sweep."""
-    from job.backtest import sweep_result, walk_forward
-    from job.metrics import summarise
+    from job.backtest import booked_returns, sweep_result, walk_forward
+    from job.metrics import decision_sections, summarise
 
     result = walk_forward(dataset, models, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params)
     table = None
@@ -66,13 +68,20 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
                              original_rf=float(settings.backtest.original_sortino_rf))
         log.info("sweep done", extra={"fields": {"combinations": len(table),
                                                  "seconds": round(time.perf_counter() - began, 3)}})
-    doc = summarise(result, settings, sweep=table)  # with a sweep: the deflated Sharpe of its best
+    months = pd.PeriodIndex(result.forecasts["decision_month"].unique())
+    booked = None if table is None else booked_returns(dataset, months)  # the sweep's own (executed) returns
+    doc = summarise(result, settings, sweep=table, booked=booked)  # with a sweep: the deflated Sharpe of its best
     # Timings belong in the manifest: the metrics of a repeated month must be byte-identical.
     doc["backtest"] = {**{k: v for k, v in result.info.items() if k != "seconds"}, "folds": len(result.folds)}
-    doc["data"] = {k: dataset.info.get(k) for k in ("source", "universe", "data_fingerprint") if k in dataset.info}
-    doc["data"]["publication_lag_months"] = dataset.publication_lag_months
+    info = dataset.info
+    doc["data"] = {"source": info.source, "universe": info.universe, "dataset_fingerprint": info.dataset_fingerprint,
+                   "publication_lag_months": dataset.publication_lag_months}
     doc["benchmark_asset"] = dataset.benchmark
-    return Evaluation(result=result, metrics=doc, sweep=table)
+    # scoreboard, baselines' backtest, execution lag, leverage usage, verdict (job.metrics.decision_sections)
+    sections, base_weights, base_portfolio = decision_sections(result, dataset, params, settings, models, doc)
+    doc.update(sections)
+    return Evaluation(result=result, metrics=doc, sweep=table, baseline_weights=base_weights,
+                      baseline_portfolio=base_portfolio)
 
 
 AUDIT_MODELS = ("ridge",)
@@ -114,9 +123,14 @@ def publish_backtest(publisher: Any, evaluation: Evaluation, *, audit: Evaluatio
     if audit is not None:
         doc["lookahead_audit"] = audit.metrics
     result = evaluation.result
-    keys = [publisher.write_table(artifacts.BACKTEST, result.portfolio),
+    portfolio, weights = result.portfolio, result.weights
+    if evaluation.baseline_portfolio is not None and not evaluation.baseline_portfolio.empty:
+        # the baselines' own allocation and returns, beside the models' (model = the baseline's name)
+        portfolio = pd.concat([portfolio, evaluation.baseline_portfolio], ignore_index=True)
+        weights = pd.concat([weights, evaluation.baseline_weights], ignore_index=True)
+    keys = [publisher.write_table(artifacts.BACKTEST, portfolio),
             publisher.write_table(artifacts.BACKTEST_FORECASTS, backtest_forecasts(result)),
-            publisher.write_table(artifacts.BACKTEST_WEIGHTS, result.weights),
+            publisher.write_table(artifacts.BACKTEST_WEIGHTS, weights),
             publisher.write_table(artifacts.METRICS, metrics_frame(doc))]
     if evaluation.sweep is not None:
         keys.append(publisher.write_table(artifacts.SWEEP, evaluation.sweep))

@@ -14,7 +14,7 @@ from job.store.base import Store
 
 def sectors_of(dataset: Dataset, settings: Any) -> dict[str, str]:
     """Asset -> sector name: from the dataset's universe, else the configured universe with these assets."""
-    known = dataset.info.get("sectors")
+    known = dataset.info.sectors
     if known:
         return dict(known)
     for universe in settings.universes.values():

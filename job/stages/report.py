@@ -14,8 +14,8 @@ from job.months import month_str
 
 def _sources_section(dataset: Dataset) -> list[dict[str, Any]]:
     """Data sources, ranges and vintages for the report, from the ingest details."""
-    details = dataset.info.get("ingest", {})
-    source = str(dataset.info.get("source", ""))
+    details = dict(dataset.info.ingest)
+    source = dataset.info.source
     parts = details if "+" in source else {source: details}
     out: list[dict[str, Any]] = []
     for name, info in parts.items():
@@ -37,10 +37,10 @@ def _sources_section(dataset: Dataset) -> list[dict[str, Any]]:
                         "first": str(info.get("months", ["", ""])[0]), "last": str(info.get("months", ["", ""])[1])})
         if info.get("risk_free"):
             out.append({"name": f"{name}: risk-free", "kind": "risk-free", "note": str(info["risk_free"])})
-    if dataset.info.get("dropped_series"):
+    if dataset.info.dropped_series:
         out.append({"name": "feature matrix", "kind": "features",
-                    "note": f"{dataset.info.get('n_macro_features')} macro features; left out (holes or stale "
-                            f"in the window): {', '.join(dataset.info['dropped_series'])}"})
+                    "note": f"{dataset.info.n_macro_features} macro features; left out (holes or stale "
+                            f"in the window): {', '.join(dataset.info.dropped_series)}"})
     return out
 
 
@@ -61,7 +61,7 @@ def assemble(*, settings: Any, dataset: Dataset, as_of: pd.Period, run_id: str, 
 
     result, doc = evaluation.result, evaluation.metrics
     chosen = settings.report.default_model if settings.report.default_model in models else models[-1]
-    sectors = dataset.info.get("sectors") or {a: a for a in dataset.assets}
+    sectors = dict(dataset.info.sectors) or {a: a for a in dataset.assets}
     predicted = weights[["model", "asset", "predicted"]]
     audit_models = [m for m in models if m in AUDIT_MODELS]
     data = ReportData(
@@ -78,13 +78,13 @@ def assemble(*, settings: Any, dataset: Dataset, as_of: pd.Period, run_id: str, 
             portfolio_point_in_time=result.portfolio[result.portfolio["model"].isin(audit_models)],
             portfolio_lag0=audit.result.portfolio),
         data_quality=DataQualitySection(
-            synthetic=dataset.synthetic, source=str(dataset.info.get("source")), passed=validation.passed,
+            synthetic=dataset.synthetic, source=dataset.info.source, passed=validation.passed,
             suites=[ValidationSuite(name=s.name, checks=s.checks, failed=s.failed, warnings=s.warnings,
                                     worst=s.worst_example) for s in validation.suites],
             sources=_sources_section(dataset)),
         provenance=collect_provenance(
             settings, run_id=run_id, created_at=created_at,
-            data_fingerprint=str(dataset.info.get("data_fingerprint")),
+            data_fingerprint=dataset.info.dataset_fingerprint,
             model_fingerprints={n: r.prefix for n, r in trained.items()},
             stage_timings=dict(timings)),
     )

@@ -162,14 +162,15 @@ def labels(ctx: FrameContext) -> pd.DataFrame:
     """One row per (decision month, asset) whose label month is known by the as-of month and in the dataset.
 
     ``label_index`` is the month whose returns hold exactly the label's values (missing when the label
-    is missing or matches no month), found by matching values rather than trusting Dataset.labels().
+    is missing or matches no month), found by matching values rather than trusting Dataset.labels()
+    (against the returns as the models see them: missing ones filled with the month's cross-sectional mean).
     """
     dataset = _need(ctx)
     table = dataset.labels()
     last = min(ctx.as_of, dataset.months[-1]) if len(dataset.months) else ctx.as_of
     table = table[table.index < last]
     values = table.to_numpy(dtype=np.float64)
-    found = _row_months(values, dataset.returns)
+    found = _row_months(values, dataset.filled_returns)
     found = [m if m is not None and not np.isnan(row).any() else None for m, row in zip(found, values, strict=True)]
     n_assets = table.shape[1]
     return pd.DataFrame({
@@ -195,7 +196,7 @@ def training_set(ctx: FrameContext) -> pd.DataFrame:
             ("month", object), ("label_month", object), ("label_yyyymm", float), ("label_index", float),
             ("window_end_index", float)]})
     x, y, months = dataset.training_set(lookback, ctx.as_of)
-    label_found = _row_months(y, dataset.returns) if len(y) else []
+    label_found = _row_months(y, dataset.filled_returns) if len(y) else []
     window_found = _row_months(x[:, -1, :], dataset.features) if len(x) else []
     return pd.DataFrame({
         "month": [month_str(m) for m in months],
@@ -233,7 +234,9 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
     Frame("prices_daily", ("asset", "date"), sql_frame("prices_daily"),
           doc="daily adjusted closes of the universe in the window"),
     Frame("monthly_returns", ("asset", "month"), sql_frame("monthly_returns"),
-          doc="every (asset, month) of [data.start, as-of] with its monthly return (NULL = gap)"),
+          doc="every (asset, month) of each asset's life in [data.start, as-of] with its monthly return (NULL = gap)"),
+    Frame("return_gaps", ("n_assets", "n_months"), sql_frame("return_gaps"),
+          doc="every gap inside an asset's life in the window, in one row (none when there is no gap)"),
     Frame("price_runs", ("asset", "first_day"), sql_frame("price_runs"),
           doc="runs of identical consecutive closes (2 trading days or more)"),
     Frame("macro_gaps", ("series", "vintage", "period"), sql_frame("macro_gaps"),

@@ -72,6 +72,7 @@ class CheckResult:
     observed_value: Any = None
     skipped: str | None = None  # why it did not run (no dataset); a skipped check neither passes nor fails
     headline: str = ""  # the message with one example only (for one-line errors)
+    hint: str = ""  # what the user can do (the expectation's meta.hint)
 
     @property
     def failed(self) -> bool:
@@ -204,4 +205,5 @@ class ValidationReport:
         more = f" (and {len(critical) - 1} more critical)" if len(critical) > 1 else ""
         raise ValidationFailed(f"data validation failed for {month_str(self.as_of)}: {first.suite}.{first.check}: "
                                f"{first.headline or first.message}{more}",
-                               hint="see the validation result; fix the data or the suite in expectations/")
+                               hint=first.hint or "see the validation result; fix the data or the suite in "
+                                                  "expectations/")

@@ -92,7 +92,7 @@ def _check_result(check: Check, outcome: Any) -> CheckResult:
         message=_message(check, result, examples, error) if bad else check.description,
         headline=_message(check, result, examples, error, shown=1) if bad else check.description,
         unexpected_count=result.get("unexpected_count"), element_count=result.get("element_count"),
-        examples=plain(examples), observed_value=plain(result.get("observed_value")),
+        examples=plain(examples), observed_value=plain(result.get("observed_value")), hint=check.hint,
     )
 
 

@@ -44,6 +44,11 @@ class Check:
         return str(self.config["type"])
 
     @property
+    def hint(self) -> str:
+        """What the user can do when this check fails (``meta.hint``; '' for the generic advice)."""
+        return str(self.config.get("meta", {}).get("hint") or "")
+
+    @property
     def column(self) -> str | None:
         """The column(s) the expectation looks at, as one string (None for table-level expectations)."""
         kwargs = self.config.get("kwargs", {})
