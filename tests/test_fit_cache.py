@@ -129,7 +129,7 @@ def test_a_late_revision_refits_that_fold_and_the_ones_after_nothing_else(data: 
     features = data.features.copy()
     features.loc[month, "macro:M1"] += 0.25  # one value of one late month
     revised = Dataset(features=features, returns=data.returns, benchmark=data.benchmark, risk_free=data.risk_free,
-                      synthetic=True)
+                      info=data.info)
     result = walk_forward(revised, MODELS, _settings(), registry=registry)
     folds = result.folds
     # a fold's training rows contain month m's features when its last row (fit month - 1) is at or after m

@@ -130,7 +130,7 @@ def _revised(data: Dataset, month: pd.Period, column: str = "macro:M0", delta: f
     features = data.features.copy()
     features.loc[month, column] += delta
     return Dataset(features=features, returns=data.returns, benchmark=data.benchmark, risk_free=data.risk_free,
-                   synthetic=True)
+                   info=data.info)
 
 
 def test_a_data_revision_refits_the_live_model_and_find_skips_the_old_one(synthetic: Dataset, settings: Settings,
