@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,7 @@ from job.store.manifest import check_artifact, scan_manifests
 
 WRAPPER_KEYS = {"models", "by_model", "results", "metrics"}
 CACHE_ENV = "ROTATION_CACHE_DIR"
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # pyarrow type -> DuckDB type, for the contract's column types.
 DUCKDB_TYPES = {"string": "VARCHAR", "large_string": "VARCHAR", "double": "DOUBLE", "float": "FLOAT",
                 "bool": "BOOLEAN", "int64": "BIGINT", "int32": "INTEGER", "date32[day]": "DATE"}
@@ -305,9 +307,8 @@ def load_publication(store: Store, max_workers: int = 8) -> Publication:
     def check(item: Checked) -> None:
         entry, path = item.entry, str(item.entry["path"])
         kind = served_kind(entry)
-        cached = None
-        if cache is not None:
-            sha = str(entry.get("sha256"))
+        sha = str(entry.get("sha256"))
+        if cache is not None and SHA256_RE.match(sha):  # anything else fails its check below
             cached = cache / sha[:2] / f"{sha}{Path(path).suffix}"
             if cached.is_file() and cached.stat().st_size == entry.get("bytes"):
                 # Verified when it was downloaded and written atomically under its own sha256.
@@ -325,9 +326,10 @@ def load_publication(store: Store, max_workers: int = 8) -> Publication:
         item.problem = check_entry(entry, data, full=False)
         if item.problem:
             return
-        if cached is None:
+        if cache is None:
             item.local = store.url_for(path)  # type: ignore[attr-defined]
         else:
+            cached = cache / sha[:2] / f"{sha}{Path(path).suffix}"  # sha matched: 64 hex digits
             _cache_put(cached, data)
             item.local = str(cached)
 
