@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -505,12 +505,16 @@ def provenance_view(data: ReportData) -> ProvenanceView:
 # ------------------------------------------------------------------------------------------------- page
 
 
+SectionBody = (DecisionView | PerformanceView | ForecastQualityView | AllocationView | LookaheadView
+               | DataQualityView | ProvenanceView)
+
+
 @dataclass(frozen=True)
 class SectionView:
     anchor: str
     title: str
     template: str  # templates/sections/<anchor>.html, which lays out ``body``
-    body: Any
+    body: SectionBody
 
 
 @dataclass(frozen=True)
@@ -525,10 +529,10 @@ class PageView:
     source: str
     code_version: str
     disclaimer: str
-    sections: tuple[SectionView, ...] = field(default_factory=tuple)
+    sections: tuple[SectionView, ...]
 
 
-_SECTION_VIEWS = {
+_SECTION_VIEWS: dict[str, Callable[[ReportData], SectionBody]] = {
     "decision": decision_view, "performance": performance_view, "forecast-quality": forecast_quality_view,
     "allocation": allocation_view, "lookahead": lookahead_view, "data-quality": data_quality_view,
     "provenance": provenance_view,
