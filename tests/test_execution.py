@@ -27,7 +27,7 @@ RIDGE = functools.partial(clone, make_pipeline(WindowFlattener(), Ridge(alpha=10
 
 def _close(snapshot: Path, ticker: str, day: str) -> float:
     """The Close of ``day`` in the snapshot's own CSV (yfinance's adjusted close), read by hand."""
-    with open(snapshot / "prices" / f"{ticker}.csv", newline="") as handle:
+    with (snapshot / "prices" / f"{ticker}.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["Date"][:10] == day:
                 return float(row["Close"])
