@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from job.metrics import MONTHS_PER_YEAR, _safe_div, drawdowns
+from job.months import month_label
 
 ROLLING_MONTHS = 36
 TAIL_LEVEL = 0.95
@@ -323,7 +324,7 @@ def _month_label(index: pd.Index, pos: int | None) -> str | None:
     month = index[pos - 1] if pos > 0 else (index[0] - 1 if isinstance(index[0], pd.Period) else None)
     if month is None:
         return None
-    return f"{month.year:04d}-{month.month:02d}" if isinstance(month, pd.Period) else str(month)
+    return month_label(month)
 
 
 def worst_drawdowns(returns: pd.Series, n: int = 5) -> list[dict[str, Any]]:

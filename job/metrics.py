@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from job.model_names import BASELINES
+from job.months import month_label
 
 MONTHS_PER_YEAR = 12
 ORIGINAL_SORTINO_RF = 0.0427
@@ -153,12 +154,6 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _label(month: Any) -> str:
-    if isinstance(month, pd.Period):
-        return f"{month.year:04d}-{month.month:02d}"
-    return str(month)
-
-
 def _aligned_rf(rf: pd.Series | float | None, index: pd.Index) -> np.ndarray:
     """``rf`` on ``index``: forward-filled (the last known rate), zero when no rate is given."""
     if rf is None:
@@ -171,7 +166,7 @@ def _aligned_rf(rf: pd.Series | float | None, index: pd.Index) -> np.ndarray:
     aligned = rf.reindex(union).ffill().reindex(index)
     if aligned.isna().any():
         first = aligned.index[aligned.isna().to_numpy()][0]
-        raise ValueError(f"risk-free rate is missing for {_label(first)} (it starts later than the returns)")
+        raise ValueError(f"risk-free rate is missing for {month_label(first)} (it starts later than the returns)")
     return aligned.to_numpy(dtype=np.float64)
 
 
@@ -188,8 +183,8 @@ def drawdown_dates(returns: pd.Series) -> dict[str, str | None]:
 
     def at(pos: int) -> str | None:
         if pos > 0:
-            return _label(index[pos - 1])
-        return _label(index[0] - 1) if isinstance(index[0], pd.Period) else None
+            return month_label(index[pos - 1])
+        return month_label(index[0] - 1) if isinstance(index[0], pd.Period) else None
 
     return {"max_drawdown_peak": at(peak), "max_drawdown_trough": at(trough),
             "max_drawdown_recovery": at(trough + 1 + int(after[0])) if len(after) else None}
@@ -216,7 +211,7 @@ def performance(returns: pd.Series, rf: pd.Series | float | None = None, benchma
         bench = b.to_numpy(dtype=np.float64)
     values = r.to_numpy()
     out: dict[str, Any] = {
-        "months": len(r), "start": _label(r.index[0]), "end": _label(r.index[-1]),
+        "months": len(r), "start": month_label(r.index[0]), "end": month_label(r.index[-1]),
         "total_return": _number(wealth(values)[-1] - 1.0),
         "mean_monthly_return": _number(values.mean()),
         "mean_risk_free_annual": _number(rate.mean() * MONTHS_PER_YEAR),
@@ -343,7 +338,8 @@ def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None =
                                              None if name == "benchmark" else part["benchmark_return"],
                                              original_rf=original_rate)
                          for period, part in _periods(reference, first_eval).items()}
-        windows = {period: {"start": _label(part.index[0]), "end": _label(part.index[-1]), "months": len(part)}
+        windows = {period: {"start": month_label(part.index[0]), "end": month_label(part.index[-1]),
+                            "months": len(part)}
                    for period, part in _periods(reference, first_eval).items()}
     out["windows"] = windows
     out["forecast_quality"] = forecast_quality(result.forecasts, result.baselines)

@@ -7,7 +7,9 @@ month m is its last trading day; the label of month m is the return over month m
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -28,9 +30,19 @@ def parse_month(text: str | pd.Period | date) -> pd.Period:
     return pd.Period(year=int(match.group(1)), month=int(match.group(2)), freq="M")
 
 
-def month_str(month: pd.Period) -> str:
-    """``YYYY-MM`` for a monthly Period."""
+def month_str(month: pd.Period | pd.Timestamp) -> str:
+    """``YYYY-MM`` for a monthly Period (or the month of a Timestamp)."""
     return f"{month.year:04d}-{month.month:02d}"
+
+
+def month_label(value: Any) -> str:
+    """``YYYY-MM`` for a Period or Timestamp (the month it falls in); other values (text already) as ``str``."""
+    return month_str(value) if isinstance(value, pd.Period | pd.Timestamp) else str(value)
+
+
+def month_labels(values: Iterable[Any]) -> list[str]:
+    """:func:`month_label` of each value."""
+    return [month_label(v) for v in values]
 
 
 def month_start(month: pd.Period) -> date:

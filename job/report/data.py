@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from job.model_names import BASELINES  # noqa: F401 (the report modules read the one tuple from here)
+from job.months import month_label
 
 SCHEMA_VERSION = 1
 
@@ -102,14 +103,6 @@ MetricTable = dict[str, dict[str, dict[str, Any]]]
 
 # --------------------------------------------------------------------------------------------- frames
 
-def _month(value: Any) -> str:
-    if isinstance(value, pd.Period):
-        return f"{value.year:04d}-{value.month:02d}"
-    if isinstance(value, pd.Timestamp):
-        return f"{value.year:04d}-{value.month:02d}"
-    return str(value)
-
-
 def _frame(df: pd.DataFrame | None, name: str, columns: Mapping[str, str]) -> pd.DataFrame:
     """A normalised copy of ``df``: required ``columns`` ({name: kind}) present and coerced.
 
@@ -127,7 +120,7 @@ def _frame(df: pd.DataFrame | None, name: str, columns: Mapping[str, str]) -> pd
     for col, kind in columns.items():
         values = out[col]
         if kind == "month":
-            out[col] = pd.Series([_month(v) for v in values], dtype=object, index=out.index)
+            out[col] = pd.Series([month_label(v) for v in values], dtype=object, index=out.index)
         elif kind == "str":
             out[col] = pd.Series([str(v) for v in values], dtype=object, index=out.index)
         elif kind == "float":
@@ -146,7 +139,7 @@ def _py(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, pd.Period | pd.Timestamp):
-        return _month(value)
+        return month_label(value)
     return value
 
 
@@ -214,7 +207,7 @@ class DecisionSection:
     factor: float | None = None
 
     def __post_init__(self) -> None:
-        self.target_month = _month(self.target_month)
+        self.target_month = month_label(self.target_month)
         self.allocations = _frame(self.allocations, "decision.allocations", ALLOCATION_COLUMNS)
         self.capital = {str(k): float(v) for k, v in self.capital.items()}
 
@@ -406,7 +399,7 @@ class ReportData:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        self.as_of = _month(self.as_of)
+        self.as_of = month_label(self.as_of)
 
     @property
     def run_id(self) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from job.metrics import rank_ic
 from job.model_names import BASELINES
+from job.months import month_labels
 from job.report.data import (
     BENCHMARK_KEY,
     EQUAL_WEIGHT_KEY,
@@ -49,14 +51,10 @@ def metric_tables(doc: Mapping[str, Any]) -> tuple[MetricTable, MetricTable]:
     return net, gross
 
 
-def _month_col(values: pd.Series) -> list[str]:
-    return [f"{v.year:04d}-{v.month:02d}" if isinstance(v, pd.Period) else str(v) for v in values]
-
-
 def performance_section(portfolio: pd.DataFrame, doc: Mapping[str, Any], *, benchmark: str,
                         cost_bps: float | None = None) -> PerformanceSection:
     """Section 2 from the backtest's ``portfolio`` frame (one row per model and month) and metrics.json."""
-    months = _month_col(portfolio["target_month"])
+    months = month_labels(portfolio["target_month"])
     returns = pd.DataFrame({"month": months, "model": portfolio["model"].astype(str).to_numpy(),
                             "gross_return": portfolio["portfolio_return"].to_numpy(),
                             "net_return": portfolio["portfolio_return_net"].to_numpy()})
@@ -70,20 +68,16 @@ def performance_section(portfolio: pd.DataFrame, doc: Mapping[str, Any], *, benc
 
 
 def rank_ic_frame(forecasts: pd.DataFrame) -> pd.DataFrame:
-    """Monthly Spearman IC across assets of ``predicted`` vs ``realised``, per model (month = target month).
+    """:func:`job.metrics.rank_ic` per model, as (month = target month, model, ic) rows.
 
     Months where either side is constant across assets are left out (the correlation is undefined).
     """
     rows = forecasts[forecasts["realised"].notna()]
-    out = []
-    for (model, month), g in rows.groupby(["model", "target_month"], sort=True):
-        ic = g["predicted"].rank().corr(g["realised"].rank())
-        if pd.notna(ic):
-            out.append({"month": month, "model": str(model), "ic": float(ic)})
-    frame = pd.DataFrame(out, columns=["month", "model", "ic"])
-    if not frame.empty:
-        frame["month"] = _month_col(frame["month"])
-    return frame
+    out = [pd.DataFrame({"month": month_labels(ic.index), "model": str(model), "ic": ic.to_numpy(dtype=float)})
+           for model, g in rows.groupby("model", sort=True)
+           if len(ic := rank_ic(g.drop(columns="decision_month", errors="ignore")
+                                 .rename(columns={"target_month": "decision_month"})))]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["month", "model", "ic"])
 
 
 def forecast_quality_section(forecasts: pd.DataFrame, baselines: pd.DataFrame | None,
@@ -113,13 +107,13 @@ def forecast_quality_section(forecasts: pd.DataFrame, baselines: pd.DataFrame | 
 def allocation_section(weights: pd.DataFrame, portfolio: pd.DataFrame) -> AllocationSection:
     """Section 4 from the backtest's ``weights`` (model, target_month, asset, weight, flag...) and
     ``portfolio`` (capital_deployed, turnover, levered_assets or the flags)."""
-    w = pd.DataFrame({"model": weights["model"].astype(str).to_numpy(), "month": _month_col(weights["target_month"]),
+    w = pd.DataFrame({"model": weights["model"].astype(str).to_numpy(), "month": month_labels(weights["target_month"]),
                       "asset": weights["asset"].astype(str).to_numpy(), "weight": weights["weight"].to_numpy()})
     flagged = (weights.assign(flag=weights["flag"].astype(bool))
                .groupby(["model", "target_month"], sort=False)["flag"].sum().rename("n_flagged"))
     exp = portfolio.set_index(["model", "target_month"])[["capital_deployed", "turnover"]].join(flagged)
     exp = exp.reset_index()
-    exposure = pd.DataFrame({"model": exp["model"].astype(str).to_numpy(), "month": _month_col(exp["target_month"]),
+    exposure = pd.DataFrame({"model": exp["model"].astype(str).to_numpy(), "month": month_labels(exp["target_month"]),
                              "capital": exp["capital_deployed"].to_numpy(),
                              "n_flagged": exp["n_flagged"].fillna(0).astype(int).to_numpy(),
                              "turnover": exp["turnover"].to_numpy()})
@@ -156,7 +150,7 @@ def lookahead_section(doc_point_in_time: Mapping[str, Any], doc_lag0: Mapping[st
     frames = []
     for name, port in (("point_in_time", portfolio_point_in_time), ("lag0", portfolio_lag0)):
         if port is not None:
-            frames.append(pd.DataFrame({"month": _month_col(port["target_month"]), "model": port["model"].astype(str),
+            frames.append(pd.DataFrame({"month": month_labels(port["target_month"]), "model": port["model"].astype(str),
                                         "alignment": name, "net_return": port["portfolio_return_net"].to_numpy()}))
     returns = pd.concat(frames, ignore_index=True) if frames else None
     return LookaheadSection(point_in_time=pit, lag0=lag0, publication_lag_months=publication_lag_months,
