@@ -30,7 +30,7 @@ import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any, Protocol
@@ -220,6 +220,8 @@ class DaskCluster(_Base):
         self._pending: Any = None
         self._tasks: dict[str, tuple[Any, str]] = {}
         self._futures: dict[str, Any] = {}
+        self._resent = 0
+        self.max_resends = 3
 
     def _connect(self) -> None:
         from distributed import Client, as_completed
@@ -259,6 +261,19 @@ class DaskCluster(_Base):
                 raise WorkerLost(f"Dask workers died running the fit {label} (KilledWorker)",
                                  hint="fits finished before it are stored; check the workers' memory limit, "
                                       "then run again to resume") from None
+            except CancelledError:
+                # Every worker holding the scattered dataset died at once (it lives only on workers): send it
+                # again and resubmit, a bounded number of times.
+                if self._resent >= self.max_resends:
+                    raise WorkerLost(f"Dask workers died running the fit {label} and the dataset was lost "
+                                     f"{self._resent + 1} times",
+                                     hint="fits finished before it are stored; check the workers, then run "
+                                          "again to resume") from None
+                self._resent += 1
+                log.warning("the dataset was lost with the workers holding it; sending it again (%s)", label)
+                self._shared_future = self._client.scatter(self._shared, broadcast=True, hash=False)
+                self.submit(task, label=label)
+                continue
             yield task, result
 
     def close(self, *, failed: bool = False) -> None:
