@@ -80,3 +80,38 @@ def test_verdict_section_round_trips_through_the_report_adapter() -> None:
     assert section["chosen_model"] == "ensemble"
     assert verdict_sentences({"verdict": section}) == verdict(doc, "ensemble")
     assert chosen_model("ensemble", ["ridge", "tree"]) == "tree"
+
+
+def test_the_sections_survive_the_published_metrics_table() -> None:
+    """Verdict, scoreboard, execution, leverage and analytics are rebuilt for the report from the long
+    ``metrics`` table (as ``rotation report`` and ``rotation query`` read them) exactly as computed."""
+    import pandas as pd
+
+    from job.leverage import leverage_summary
+    from job.report.inputs import analytics_sections, execution_section, leverage_section, scoreboard_section
+    from job.report.published import metrics_document
+    from job.stages.evaluation import metrics_frame
+
+    doc = _doc(skill=True)
+    doc["execution"].update({"assumption": "The backtest trades ...",
+                             "window": {"start": "2011-01", "end": "2025-01", "months": 169}})
+    doc["execution"]["models"]["ensemble"].update({"executed": {"sharpe": 1.0}, "month_end": {"sharpe": 1.1}})
+    doc["leverage"] = leverage_summary(pd.DataFrame({"model": "ridge", "decision_month": pd.Period("2020-01", "M"),
+                                                     "asset": ["A", "B"], "predicted": [0.01, 0.2]}), 0.15, 5.0)
+    doc["verdict"] = verdict_section(doc, "ensemble")
+    frame = metrics_frame(doc)
+    assert set(frame.loc[frame["section"] == "verdict", "metric"]) >= {"sentence_1", "sentence_4", "chosen_model"}
+    board = frame[(frame["section"] == "scoreboard") & (frame["metric"] == "mae")]
+    assert set(board["model"]) == {"ridge", "ensemble", "historical-mean", "momentum", "persistence"}
+    assert set(board["period"]) == {"common"}
+    back = metrics_document(frame)
+    assert verdict_sentences(back) == verdict(doc, "ensemble") and len(verdict_sentences(back)) == 4
+    table = scoreboard_section(back).table
+    assert list(table["model"]) == ["ridge", "ensemble", "historical-mean", "momentum", "persistence"]
+    assert scoreboard_section(back).months == 172
+    execution = execution_section(back)
+    assert set(execution.table["timing"]) == {"executed", "month_end"} and execution.execution_lag_days == 4
+    leverage = leverage_section(back)
+    assert leverage.triggers.to_dict("records") == [{"model": "ridge", "asset": "B", "months": 1}]
+    assert leverage.sentence == doc["leverage"]["sentence"]
+    assert analytics_sections(back)["relative"] == doc["relative"]
