@@ -56,7 +56,7 @@ from job.strategy import StrategyParams, run_strategy, sweep
 log = get_logger("backtest")
 
 SCHEMES = ("walk-forward", "static")
-BASELINES = ("persistence", "historical-mean")
+BASELINES = ("persistence", "historical-mean", "momentum")
 ModelFactory = Callable[..., Any]
 
 FORECAST_COLUMNS = ["model", "decision_month", "target_month", "asset", "predicted", "realised",
@@ -83,7 +83,7 @@ class BacktestResult:
         benchmark_return, equal_weight_return, capital_deployed, gross_exposure, turnover, cost,
         risk_free (of the target month), levered_assets.
     baselines : DataFrame
-        persistence and historical-mean forecasts on the same months, columns as ``forecasts``.
+        persistence, historical-mean and momentum forecasts on the same months, columns as ``forecasts``.
     folds : DataFrame
         model, fit_month, first_decision, last_decision, n_train, train_end, seconds.
     """
@@ -108,7 +108,10 @@ def _forecast_frame(dataset: Dataset, model: str, fold: Fold, predicted: np.ndar
     labels = dataset.labels() if labels is None else labels
     if predicted.shape != (len(months), len(assets)):
         raise ValueError(f"model {model} predicted shape {predicted.shape}, expected {(len(months), len(assets))}")
-    realised = labels.reindex(months).to_numpy(dtype=np.float64)
+    # Unbalanced panels (job.dataset): an asset absent at the decision month is neither forecast nor realised.
+    present = dataset.mask.reindex(index=months, columns=assets, fill_value=False).to_numpy()
+    predicted = np.where(present, predicted, np.nan)
+    realised = labels.reindex(months).where(present).to_numpy(dtype=np.float64)
     t, n = predicted.shape
     return pd.DataFrame({
         "model": model,
@@ -131,9 +134,12 @@ def model_factory(name: str, settings: Any, dataset: Dataset) -> ModelFactory:
     return Planner(dataset, settings).factory(name)
 
 
-def baseline_forecasts(dataset: Dataset, months: pd.PeriodIndex, lookback: int) -> pd.DataFrame:
-    """Persistence (the decision month's own return) and historical-mean (mean of the training labels
-    at that month, exactly what ``HistoricalMeanForecaster`` refitted monthly predicts) for ``months``.
+def baseline_forecasts(dataset: Dataset, months: pd.PeriodIndex, lookback: int, *, momentum_months: int = 12,
+                       momentum_skip: int = 1) -> pd.DataFrame:
+    """Persistence (the decision month's own return), historical-mean (mean of the training labels
+    at that month, exactly what ``HistoricalMeanForecaster`` refitted monthly predicts) and momentum
+    (``(prod_{s=m-months+1}^{m-skip} (1 + r_s)) ** (1 / (months - skip)) - 1``, exactly what
+    ``MomentumForecaster`` predicts; NaN where the formation window starts before the data) for ``months``.
     """
     assets = dataset.assets
     labelled = labelled_months(dataset, lookback)
@@ -143,8 +149,9 @@ def baseline_forecasts(dataset: Dataset, months: pd.PeriodIndex, lookback: int) 
     with np.errstate(invalid="ignore", divide="ignore"):
         hist = sums[counts] / counts[:, None]
     persistence = dataset.features.loc[months, [f"ret:{a}" for a in assets]].to_numpy(dtype=np.float64)
+    momentum = _momentum(dataset, months, momentum_months, momentum_skip)
     frames = []
-    for name, values in (("persistence", persistence), ("historical-mean", hist)):
+    for name, values in (("persistence", persistence), ("historical-mean", hist), ("momentum", momentum)):
         frame = _forecast_frame(dataset, name, Fold(fit_month=months[0], decision_months=months), values,
                                 months[0])
         frame["fit_month"] = np.repeat(months.to_numpy(), len(assets))
@@ -153,39 +160,82 @@ def baseline_forecasts(dataset: Dataset, months: pd.PeriodIndex, lookback: int) 
     return pd.concat(frames, ignore_index=True)[FORECAST_COLUMNS]
 
 
+def _momentum(dataset: Dataset, months: pd.PeriodIndex, span: int, skip: int) -> np.ndarray:
+    """Per-month compounded return over the formation window ``[m - span + 1, m - skip]`` of each month m."""
+    returns = dataset.features[[f"ret:{a}" for a in dataset.assets]].to_numpy(dtype=np.float64)
+    logs = np.vstack([np.zeros(returns.shape[1]), np.cumsum(np.log(np.maximum(1.0 + returns, 1e-300)), axis=0)])
+    pos = dataset.months.get_indexer(months)
+    first, last = pos - span + 1, pos - skip  # rows of the formation window, inclusive
+    ok = first >= 0
+    total = logs[np.where(ok, last + 1, 0)] - logs[np.where(ok, first, 0)]
+    per_month = np.exp(total / (span - skip)) - 1.0
+    per_month[~ok] = np.nan
+    return per_month
+
+
 # ---- from forecasts to money --------------------------------------------------------------------------------
 
 def risk_free_for(dataset: Dataset, months: pd.PeriodIndex, *, required: bool) -> np.ndarray:
     """The monthly risk-free rate over each of ``months`` (forward-filled last known rate).
 
-    Without any rate: zeros, unless ``required`` (levered mode), which raises ConfigError.
+    Months before the first known rate (missing in the dataset, never a silent 0.0): ConfigError when
+    ``required`` (levered mode: exit 2); otherwise 0 with a logged warning naming the months.
     """
     rf = dataset.risk_free
     if rf is None or rf.dropna().empty:
         if required:
             raise ConfigError("levered mode needs a risk-free rate and the dataset has none",
                               hint="ingest the Fama/French or TB3MS series, or use --mode normalised")
+        log.warning("no risk-free rate in the dataset: Sharpe and Sortino use 0 for all %d months", len(months))
         return np.zeros(len(months))
     union = rf.index.union(months)
     aligned = rf.reindex(union).ffill().reindex(months)
     if aligned.isna().any():
+        gap = aligned.index[aligned.isna().to_numpy()]
+        span = month_str(gap[0]) + (f"..{month_str(gap[-1])}" if len(gap) > 1 else "")
         if required:
-            raise ConfigError(f"the risk-free rate starts after {month_str(months[0])}")
+            raise ConfigError(f"the risk-free rate starts after {month_str(months[0])}: no rate for {span}",
+                              hint="ingest a risk-free series covering those months, move data.start, "
+                                   "or use --mode normalised")
+        log.warning("no risk-free rate for %s (%d months, before the first known value): 0 is used there",
+                    span, len(gap))
         aligned = aligned.fillna(0.0)
     return aligned.to_numpy(dtype=np.float64)
 
 
+def booked_returns(dataset: Dataset, months: pd.PeriodIndex) -> pd.DataFrame:
+    """The returns the portfolio decided at each of ``months`` earns (rows: decision months, columns: assets).
+
+    Without ``dataset.executed_returns``: the calendar-month labels (traded at the decision month's
+    last close). With them (``backtest.execution_lag_days`` > 0, :mod:`job.execution`): the return from
+    the close of the execution day in m+1 to the one in m+2, NaN where that is not known yet.
+    """
+    executed = getattr(dataset, "executed_returns", None)
+    if executed is None:
+        return dataset.labels().reindex(months)[dataset.assets]
+    out = executed.reindex(index=months + 1, columns=dataset.assets)
+    out.index = months
+    return out
+
+
 def evaluate(forecasts: pd.DataFrame, dataset: Dataset, params: StrategyParams) -> tuple[pd.DataFrame,
                                                                                          pd.DataFrame]:
-    """Allocate each model's forecasts month by month and realise them: (weights, portfolio) frames."""
+    """Allocate each model's forecasts month by month and realise them: (weights, portfolio) frames.
+
+    Returns are :func:`booked_returns`: with an execution lag, decision months whose executed return
+    is not known yet (the last one) have weights but no portfolio row.
+    """
     assets = dataset.assets
     weight_frames, portfolio_frames = [], []
     for model, rows in forecasts.groupby("model", sort=False):
         pred = rows.pivot(index="decision_month", columns="asset", values="predicted")[assets]
         months = pd.PeriodIndex(pred.index)
-        realised = dataset.labels().reindex(months)[assets].to_numpy(dtype=np.float64)
+        booked = booked_returns(dataset, months)
+        # Unbalanced panels: only the assets present at the decision month are held and realised.
+        present = dataset.mask.reindex(index=months, columns=assets, fill_value=False).to_numpy()
+        realised = np.where(present, booked.to_numpy(dtype=np.float64), np.nan)
         rf = risk_free_for(dataset, months + 1, required=params.mode == "levered")
-        run = run_strategy(pred.to_numpy(dtype=np.float64), realised, params, rf)
+        run = run_strategy(np.where(present, pred.to_numpy(dtype=np.float64), np.nan), realised, params, rf)
         alloc = run.allocation
         t, n = alloc.weights.shape
         weight_frames.append(pd.DataFrame({
@@ -193,14 +243,16 @@ def evaluate(forecasts: pd.DataFrame, dataset: Dataset, params: StrategyParams) 
             "target_month": np.repeat((months + 1).to_numpy(), n), "asset": np.tile(assets, t),
             "weight": alloc.weights.ravel(), "flag": alloc.flags.ravel(),
             "multiplier": alloc.multipliers.ravel(), "exposure": run.exposures.ravel()}))
-        bench = dataset.labels().reindex(months)[dataset.benchmark].to_numpy(dtype=np.float64)
+        bench = booked[dataset.benchmark].to_numpy(dtype=np.float64)
+        known = ~np.isnan(np.where(present, realised, 0.0)).any(axis=1)
         portfolio_frames.append(pd.DataFrame({
             "model": model, "decision_month": months.to_numpy(), "target_month": (months + 1).to_numpy(),
             "portfolio_return": run.gross_return, "portfolio_return_net": run.net_return,
-            "benchmark_return": bench, "equal_weight_return": realised.mean(axis=1),
+            "benchmark_return": bench,
+            "equal_weight_return": np.nansum(realised, axis=1) / np.maximum(present.sum(axis=1), 1),
             "capital_deployed": alloc.capital, "gross_exposure": run.gross_exposure,
             "turnover": run.turnover, "cost": run.cost, "risk_free": rf,
-            "levered_assets": alloc.flags.sum(axis=1)}))
+            "levered_assets": alloc.flags.sum(axis=1)})[known].reset_index(drop=True))
     if not weight_frames:
         return pd.DataFrame(columns=WEIGHT_COLUMNS), pd.DataFrame(columns=PORTFOLIO_COLUMNS)
     return pd.concat(weight_frames, ignore_index=True), pd.concat(portfolio_frames, ignore_index=True)
@@ -290,7 +342,9 @@ def walk_forward(dataset: Dataset, model_names: Sequence[str], settings: Any, *,
                                                 "fitted": runner.stats.fitted, "seconds": round(seconds, 2)}})
     return BacktestResult(
         forecasts=forecasts, weights=weights, portfolio=portfolio,
-        baselines=baseline_forecasts(dataset, months, lookback), folds=folds, scheme=scheme, params=params,
+        baselines=baseline_forecasts(dataset, months, lookback, momentum_months=int(settings.models.momentum_months),
+                                     momentum_skip=int(settings.models.momentum_skip_months)),
+        folds=folds, scheme=scheme, params=params,
         original_window=(original.decision_months[0], original.decision_months[-1]),
         info={"seconds": seconds, "first_decision": month_str(months[0]), "last_decision": month_str(months[-1]),
               "lookback_months": lookback, "n_jobs": n_jobs, "synthetic": dataset.synthetic,
@@ -307,10 +361,12 @@ def sweep_result(result: BacktestResult, dataset: Dataset, thresholds: Sequence[
     frames = []
     for model, rows in result.forecasts.groupby("model", sort=False):
         pred = rows.pivot(index="decision_month", columns="asset", values="predicted")[assets]
+        booked = booked_returns(dataset, pd.PeriodIndex(pred.index)).dropna(subset=[dataset.benchmark])
+        pred = pred.loc[booked.index]
         months = pd.PeriodIndex(pred.index)
-        realised = dataset.labels().reindex(months)[assets].to_numpy(dtype=np.float64)
+        realised = booked.to_numpy(dtype=np.float64)
         rf = risk_free_for(dataset, months + 1, required=mode == "levered")
-        bench = dataset.labels().reindex(months)[dataset.benchmark].to_numpy(dtype=np.float64)
+        bench = booked[dataset.benchmark].to_numpy(dtype=np.float64)
         table = sweep(pred.to_numpy(dtype=np.float64), realised, thresholds, factors, shrinkages, mode=mode,
                       cost_bps=cost_bps, rf=rf, benchmark=bench, original_rf=original_rf)
         table.insert(0, "model", model)
@@ -321,7 +377,8 @@ def sweep_result(result: BacktestResult, dataset: Dataset, thresholds: Sequence[
 
 
 __all__ = ["BASELINES", "FORECAST_COLUMNS", "SCHEMES", "SEQUENTIAL_MODELS", "BacktestResult", "Fold", "as_table",
-           "baseline_forecasts", "decision_months", "evaluate", "labelled_months", "live_months", "model_factory",
+           "baseline_forecasts", "booked_returns", "decision_months", "evaluate", "labelled_months", "live_months",
+           "model_factory",
            "risk_free_for", "static_split", "sweep_result", "tuning_folds", "walk_forward",
            "walk_forward_folds"]
 

@@ -227,14 +227,17 @@ def rank_ic(frame: pd.DataFrame) -> pd.Series:
     """Monthly Spearman correlation across assets of ``predicted`` and ``realised``.
 
     ``frame``: one model's rows (decision_month, asset, predicted, realised). Months where either side
-    is constant across assets (correlation undefined) are dropped.
+    is constant across assets (correlation undefined) are dropped. Only the assets with both values in a
+    month take part (unbalanced panels: an asset absent that month has neither).
     """
     pred = frame.pivot(index="decision_month", columns="asset", values="predicted")
     real = frame.pivot(index="decision_month", columns="asset", values="realised")
-    rp = pred.rank(axis=1).to_numpy(dtype=np.float64)
-    rr = real.rank(axis=1).to_numpy(dtype=np.float64)
-    rp = rp - rp.mean(axis=1, keepdims=True)
-    rr = rr - rr.mean(axis=1, keepdims=True)
+    both = pred.notna().to_numpy() & real.notna().to_numpy()
+    k = np.maximum(both.sum(axis=1, keepdims=True), 1)
+    rp = np.where(both, pred.where(both).rank(axis=1).to_numpy(dtype=np.float64), 0.0)
+    rr = np.where(both, real.where(both).rank(axis=1).to_numpy(dtype=np.float64), 0.0)
+    rp = np.where(both, rp - rp.sum(axis=1, keepdims=True) / k, 0.0)
+    rr = np.where(both, rr - rr.sum(axis=1, keepdims=True) / k, 0.0)
     den = np.sqrt((rp**2).sum(axis=1) * (rr**2).sum(axis=1))
     ic = _safe_div((rp * rr).sum(axis=1), den)
     return pd.Series(ic, index=pred.index, name="rank_ic").dropna()
@@ -298,7 +301,8 @@ def _extras(rows: pd.DataFrame) -> dict[str, Any]:
             "total_cost": _number(rows["cost"].sum())}
 
 
-def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None = None) -> dict[str, Any]:
+def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None = None,
+              booked: pd.DataFrame | None = None) -> dict[str, Any]:
     """The ``metrics.json`` document of a :class:`job.backtest.BacktestResult`.
 
     Shape: ``{"models": {model: {period: {metric: number}}}, "benchmark": {period: {...}},
@@ -310,7 +314,11 @@ def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None =
 
     New sections (:func:`extended_summary`; the keys above are unchanged): ``relative``,
     ``distribution``, ``drawdowns``, ``calendar_years`` and ``significance``; with a ``sweep`` table
-    (:func:`job.backtest.sweep_result`), ``deflated_sharpe`` (:func:`deflated_sharpe_of_sweep`).
+    (:func:`job.backtest.sweep_result`), ``deflated_sharpe`` (:func:`deflated_sharpe_of_sweep`; ``booked``:
+    the returns the backtest booked, :func:`job.backtest.booked_returns`, default the forecasts' realised).
+
+    ``forecast_quality`` and ``significance`` are computed on the rows every model and baseline
+    predicts (:func:`job.scoreboard.common_rows`), so no two models are measured on different rows.
     """
     original_rate = ORIGINAL_SORTINO_RF if settings is None else float(settings.backtest.original_sortino_rf)
     port = result.portfolio
@@ -342,19 +350,37 @@ def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None =
                             "months": len(part)}
                    for period, part in _periods(reference, first_eval).items()}
     out["windows"] = windows
-    out["forecast_quality"] = forecast_quality(result.forecasts, result.baselines)
+    forecasts, baselines = on_common_rows(result)
+    out["forecast_quality"] = forecast_quality(forecasts, baselines)
     out.update(extended_summary(result))
     if sweep is not None and len(sweep):
-        out["deflated_sharpe"] = deflated_sharpe_of_sweep(result, sweep)
+        out["deflated_sharpe"] = deflated_sharpe_of_sweep(result, sweep, booked=booked)
     return out
 
 
+def on_common_rows(result: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(forecasts, baselines) of ``result`` kept to the (decision month, asset) pairs that every model
+    and baseline predicts with a known realised return (:func:`job.scoreboard.common_rows`)."""
+    from job.scoreboard import all_forecasts, common_rows
+
+    rows = common_rows(all_forecasts(result))
+    keys = pd.MultiIndex.from_frame(rows[["decision_month", "asset"]]).unique()
+
+    def keep(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        return frame[pd.MultiIndex.from_frame(frame[["decision_month", "asset"]]).isin(keys)]
+
+    return keep(result.forecasts), keep(result.baselines)  # type: ignore[return-value]
+
+
 def _periods(rows: pd.DataFrame, first_eval: pd.Period | None) -> dict[str, pd.DataFrame]:
-    """``full`` and, when at least 2 months fall in it, ``last_20pct`` (decision months >= first_eval)."""
+    """``full`` and, when at least 2 months fall in it and it is a proper subset of ``full``, ``last_20pct``
+    (decision months >= first_eval)."""
     out = {"full": rows}
     if first_eval is not None:
         last = rows[rows["decision_month"] >= first_eval]
-        if len(last) >= 2:
+        if 2 <= len(last) < len(rows):
             out["last_20pct"] = last
     return out
 
@@ -445,9 +471,10 @@ def extended_summary(result: Any) -> dict[str, Any]:
                              _aligned_rf(reference["risk_free"], part.index), "benchmark")[0]
             for period, part in _periods(reference, first_eval).items()}
     significance: dict[str, Any] = {}
-    frames = [result.forecasts]
-    if result.baselines is not None:
-        frames.append(result.baselines[~result.baselines["model"].isin(set(result.forecasts["model"]))])
+    forecasts, baselines = on_common_rows(result)  # every model on the same rows
+    frames = [forecasts]
+    if baselines is not None:
+        frames.append(baselines[~baselines["model"].isin(set(forecasts["model"]))])
     every = pd.concat(frames, ignore_index=True)
     for model, rows in every[every["realised"].notna()].groupby("model", sort=False):
         ic = rank_ic(rows).to_numpy(dtype=np.float64)
@@ -468,7 +495,8 @@ def _drawdown_doc(episodes: list[dict[str, Any]]) -> dict[str, Any]:
             for ep in episodes}
 
 
-def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, *, column: str = "sharpe_net") -> dict[str, Any]:
+def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, *, column: str = "sharpe_net",
+                             booked: pd.DataFrame | None = None) -> dict[str, Any]:
     """Deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the best combination of a sweep.
 
     ``sweep``: :func:`job.backtest.sweep_result`'s table (model, threshold, factor, shrinkage, mode,
@@ -479,7 +507,9 @@ def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, *, column: str = 
     kurtosis (population moments, not excess) of its excess returns. Returns ``{"by_model": {model:
     {...}, "all_models": {...}}}``: each with ``dsr`` (a probability), ``sharpe`` and
     ``expected_max_sharpe`` (annualised), ``n_trials``, ``sharpe_variance`` (annualised units), ``months``,
-    ``skew``, ``kurtosis``, ``threshold``, ``factor``, ``shrinkage`` and ``best_model``.
+    ``skew``, ``kurtosis``, ``threshold``, ``factor``, ``shrinkage`` and ``best_model``. ``booked``
+    (decision months x assets): the returns the sweep realised (executed returns with an execution lag,
+    :func:`job.backtest.booked_returns`); default the forecasts' calendar-month ``realised``.
     """
     table = sweep[np.isfinite(sweep[column].to_numpy(dtype=np.float64))]
     if "model" not in table:
@@ -492,11 +522,11 @@ def deflated_sharpe_of_sweep(result: Any, sweep: pd.DataFrame, *, column: str = 
     for name, rows in groups:
         if rows.empty:
             continue
-        out[name] = _deflated_best(result, rows, column)
+        out[name] = _deflated_best(result, rows, column, booked)
     return {"by_model": out}
 
 
-def _deflated_best(result: Any, rows: pd.DataFrame, column: str) -> dict[str, Any]:
+def _deflated_best(result: Any, rows: pd.DataFrame, column: str, booked: pd.DataFrame | None = None) -> dict[str, Any]:
     from job.significance import deflated_sharpe, population_moments
     from job.strategy import StrategyParams, run_strategy
 
@@ -507,6 +537,10 @@ def _deflated_best(result: Any, rows: pd.DataFrame, column: str) -> dict[str, An
     forecasts = result.forecasts[result.forecasts["model"] == model]
     pred = forecasts.pivot(index="decision_month", columns="asset", values="predicted")
     real = forecasts.pivot(index="decision_month", columns="asset", values="realised")[pred.columns]
+    if booked is not None:  # the sweep's own returns: months whose booked return is known
+        real = booked.reindex(index=pred.index, columns=pred.columns)
+        known = real.notna().any(axis=1)
+        pred, real = pred[known], real[known]
     port = result.portfolio[result.portfolio["model"] == model].set_index("decision_month")
     months = pd.PeriodIndex(pred.index)
     rate = port["risk_free"].reindex(months).to_numpy(dtype=np.float64)
@@ -523,3 +557,35 @@ def _deflated_best(result: Any, rows: pd.DataFrame, column: str) -> dict[str, An
             "sharpe_variance": _number(variance * MONTHS_PER_YEAR), "months": d.n_obs, "skew": _number(skew),
             "kurtosis": _number(kurt), "threshold": _number(params.threshold), "factor": _number(params.factor),
             "shrinkage": _number(params.shrinkage), "best_model": model}
+
+
+# ---- the decision-support sections: scoreboard, baselines, execution, leverage, verdict --------------------
+
+def decision_sections(result: Any, dataset: Any, params: Any, settings: Any, models: Any,
+                      doc: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The sections of issue 15 added to a :func:`summarise` document, and the baselines' backtest.
+
+    Returns ``(sections, baseline_weights, baseline_portfolio)`` with sections ``scoreboard``
+    (:func:`job.scoreboard.scoreboard`: every model and baseline on the same rows), ``baselines``
+    (:func:`job.scoreboard.baseline_summary`: persistence, historical-mean and momentum allocated and
+    measured exactly like the models), ``execution`` (:func:`job.execution.execution_summary`: executed
+    vs month-end trading on the same months), ``leverage`` (:func:`job.leverage.leverage_summary`: the
+    predicted returns against the threshold) and ``verdict`` (:func:`job.verdict.verdict_section`, read
+    from the document with these sections in it; ``models``: the models run, for the chosen one).
+    """
+    from job.execution import execution_summary
+    from job.leverage import leverage_summary
+    from job.scoreboard import all_forecasts, baseline_backtest, baseline_summary, scoreboard
+    from job.verdict import chosen_model, verdict_section
+
+    base_weights, base_portfolio = baseline_backtest(result, dataset, params)
+    sections: dict[str, Any] = {
+        "scoreboard": scoreboard(result),
+        "baselines": baseline_summary(result, base_portfolio, settings),
+        "execution": execution_summary(result, dataset, params, baseline_portfolio=base_portfolio),
+        "leverage": leverage_summary(all_forecasts(result), float(params.threshold), float(params.factor)),
+    }
+    default = str(getattr(getattr(settings, "report", None), "default_model", "")) if settings is not None else ""
+    names = list(models) or list(dict.fromkeys(result.forecasts["model"]))
+    sections["verdict"] = verdict_section({**doc, **sections}, chosen_model(default, names))
+    return sections, base_weights, base_portfolio
