@@ -202,7 +202,7 @@ def test_baselines_are_persistence_and_the_training_mean(data: Dataset, result) 
     hist = base[(base["model"] == "historical-mean") & (base["decision_month"] == m)]
     _, y, _ = data.training_set(LOOKBACK, as_of=m)
     np.testing.assert_allclose(hist["predicted"], y.mean(axis=0), rtol=1e-12)
-    assert len(result.baselines) == 2 * len(months) * len(data.assets)
+    assert len(result.baselines) == 3 * len(months) * len(data.assets)  # persistence, historical-mean, momentum
 
 
 def test_summary_has_models_periods_metrics_and_the_original_window(data: Dataset, result) -> None:

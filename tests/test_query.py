@@ -204,7 +204,9 @@ def test_forecast_vs_realised_covers_every_model_and_asset_out_of_sample(run: Re
 
 def test_leverage_usage_has_one_row_per_model(run: RealRun) -> None:
     frame = query(run.store, sql_file("leverage_usage"))
-    assert frame.model.tolist() == sorted(MODELS) and set(frame.as_of) == {LATEST}
+    # the baselines run through the same allocation and are published beside the models (job/scoreboard.py)
+    baselines = ("persistence", "historical-mean", "momentum")
+    assert frame.model.tolist() == sorted([*MODELS, *baselines]) and set(frame.as_of) == {LATEST}
     assert (frame.months > 12).all() and frame.share_months_levered.between(0, 1).all()
     assert frame.avg_capital_deployed.ge(0).all() and frame.most_levered_asset.notna().all()
 

@@ -8,7 +8,6 @@ import click
 import numpy as np
 
 from job.app import App
-from job.model_names import BASELINES
 from job.months import parse_month
 
 LSTM_PRESETS = ("small", "seed")
@@ -47,14 +46,18 @@ def load_month(app: App, as_of: str | None, lstm_preset: str | None, publication
 
 
 def echo_models(trained: dict[str, Any]) -> None:
-    """One line per model: stored prefix, trained or reused, validation MAE next to both baselines."""
-    baselines = {n: float(np.mean(trained[n].model.validation_mae_)) for n in BASELINES if n in trained}
+    """One line per model: stored prefix, trained or reused, and its own fit's validation MAE.
+
+    That MAE is a diagnostic of each fit, measured on different rows per model (CV test rows for ridge,
+    tree and the baselines, the last 20 % for the LSTM, their intersection for the ensemble), so no ratio
+    between models is printed: models are compared on the backtest's scoreboard (job/scoreboard.py).
+    """
     for name, result in trained.items():
         mae = float(np.mean(result.model.validation_mae_))
-        ratios = "  ".join(f"{mae / v:.3f} x {b}" for b, v in baselines.items() if b != name and v > 0)
         how = "reused" if result.reused else f"trained in {result.fit_seconds:.1f}s"
         params = getattr(result.model, "best_params_", None) or getattr(result.model, "weights_", None)
         if params:
             params = {k: round(v, 3) if isinstance(v, float) else v for k, v in params.items()}
-        click.echo(f"{name:16s} validation MAE {100 * mae:5.2f}%  {ratios}  {how}  {result.prefix}"
+        click.echo(f"{name:16s} own-fit validation MAE {100 * mae:5.2f}% (diagnostic, not comparable across "
+                   f"models)  {how}  {result.prefix}"
                    + (f"  {params}" if params else ""))
