@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import uuid
@@ -138,11 +139,13 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(parent: int, fn: TaskFn, shared: Any) -> None:
+def _init_worker(parent: int, payload: bytes) -> None:
+    # First, before unpickling the function and the dataset (imports of pandas, scikit-learn: seconds on a
+    # loaded machine), so that a parent killed meanwhile takes this worker with it.
     die_with_parent(parent)
     # Ctrl-C reaches the whole process group; the parent decides what stops (and terminates the pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER["fn"], _WORKER["shared"] = fn, shared
+    _WORKER["fn"], _WORKER["shared"] = pickle.loads(payload)  # from our own parent process, not from storage
 
 
 def _run_in_worker(task: Any) -> Any:
@@ -163,7 +166,8 @@ class LocalPool(_Base):
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self._n_jobs, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(os.getpid(), self._fn, self._shared))
+                                             initializer=_init_worker,
+                                             initargs=(os.getpid(), pickle.dumps((self._fn, self._shared))))
         return self._pool
 
     def submit(self, task: Any, *, label: str, local_only: bool = False) -> None:
