@@ -1,6 +1,6 @@
 """Benchmark 3: walk-forward backtest of ridge and tree with monthly refits, vs GridSearchCV(KFold) per month.
 
-    python -m bench.bench_walk_forward [--quick] [--repeats 1] [--naive-months 3]
+    python -m bench.bench_walk_forward [--quick] [--repeats 1] [--naive-months 3] [--dask]
 
 The job: :func:`job.backtest.walk_forward` (``scheme="walk-forward"``, refit every month, hyperparameters
 re-searched every ``backtest.tune_months`` months with the exact fast CV of ``job.models.fastcv``, the
@@ -11,11 +11,22 @@ The naive baseline (:func:`bench.naive.walk_forward_gridsearch`): every month a 
 with plain ``KFold(5)`` over the whole grid for each model, refitted on all rows, then one ``predict``
 per row. It takes hours over the whole span, so it runs on ``--naive-months`` months spread evenly over
 the span (first, middle, last, ...) and its total is EXTRAPOLATED: mean seconds per month x months.
+
+All timings are cold backfills (no registry: every fit runs). ``--dask``: the same ridge + tree
+backfill on the local pool (``n_jobs`` processes) and on a 2-worker Dask cluster on loopback (a ``dask
+scheduler`` and two ``dask worker`` processes, one thread each, started here), one after the other;
+the cluster's overhead in percent, and how many fits each worker ran.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +35,34 @@ from bench import naive
 from bench.common import Report, ingested_dataset, load, parser, ratio, timeit
 
 TARGET_S = 10.0  # ridge + tree over ~180 months (issue 9)
+TARGET_DASK_OVERHEAD = 0.15  # issue 13: the 2-worker loopback cluster vs the local pool
+
+
+@contextmanager
+def loopback_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
+    """A ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on 127.0.0.1."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = workdir / "scheduler.json"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(scheduler_file)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, cwd=workdir)]
+    try:
+        while not scheduler_file.exists():
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        procs += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads",
+                                    "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   cwd=workdir) for _ in range(workers)]
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--naive-months", type=int, default=3, help="Months the naive GridSearchCV baseline runs.")
     p.add_argument("--n-jobs", type=int, default=None, help="Workers (default backtest.n_jobs).")
+    p.add_argument("--dask", action="store_true", help="Also compare the local pool with a 2-worker Dask cluster.")
     args = p.parse_args(argv)
     from job.backtest import decision_months, walk_forward
 
@@ -62,6 +102,24 @@ def main(argv: list[str] | None = None) -> dict:
         report.add(f"walk_forward_{key}", {**timings[key].as_dict(), "fold_fit_seconds": fold_cpu},
                    f"walk_forward {key}: median {timings[key].median:.2f} s over {args.repeats} "
                    f"(fits inside the workers: {fold_cpu} s; load {timings[key].load})")
+
+    if args.dask:
+        with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp, loopback_cluster(Path(tmp)) as address:
+            pool = timeit("ridge+tree on the local pool",
+                          lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, n_jobs=2),
+                          repeats=args.repeats)
+            cluster = timeit("ridge+tree on a 2-worker Dask cluster",
+                             lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, cluster=address),
+                             repeats=args.repeats)
+        overhead = cluster.median / pool.median - 1.0
+        tasks = cluster.result.info["fits_ran_on"]
+        same = bool((pool.result.forecasts["predicted"].to_numpy() == cluster.result.forecasts["predicted"].to_numpy())
+                    .all())
+        report.add("dask", {"pool": pool.as_dict(), "cluster": cluster.as_dict(), "overhead": round(overhead, 3),
+                            "tasks_per_worker": tasks, "identical": same, "target_overhead": TARGET_DASK_OVERHEAD},
+                   f"local pool {pool.median:.1f} s, Dask 2 workers {cluster.median:.1f} s: overhead "
+                   f"{100 * overhead:+.0f} % (target <= {100 * TARGET_DASK_OVERHEAD:.0f} %); fits per worker {tasks}; "
+                   f"identical forecasts: {same} (load {cluster.load})")
 
     picks = np.unique(np.linspace(0, len(months) - 1, max(1, args.naive_months)).round().astype(int))
     sample = months[picks]
