@@ -514,6 +514,9 @@ def query(store: Store | str | Path, sql: str, settings: Any | None = None, *,
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {_one_line(exc)}",
                          hint=f"the store {store.uri} has no published runs yet" if not published else None) from None
+    except BaseException:  # Ctrl-C / SIGTERM: stop DuckDB's threads, or close() waits for the query to end
+        con.interrupt()
+        raise
     finally:
         con.close()
 

@@ -52,6 +52,9 @@ def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.Duc
             con.execute(sql_path("schema.sql").read_text())
         con.execute(sql_path("views.sql").read_text()) if not read_only else _temp_views(con)
         yield con
+    except BaseException:  # Ctrl-C / SIGTERM: stop DuckDB's threads, or close() waits for the query to end
+        con.interrupt()
+        raise
     finally:
         con.close()
 
