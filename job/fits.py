@@ -489,7 +489,7 @@ class FitRunner:
     def _save(self, spec: FitSpec, outcome: FitOutcome, rows: list[tuple[str, str, np.ndarray]]) -> None:
         assert self.registry is not None
         if self._dataset_fp is None:
-            self._dataset_fp = str(self.dataset.info.get("data_fingerprint") or data_fingerprint(self.dataset))
+            self._dataset_fp = str(self.dataset.info.dataset_fingerprint or data_fingerprint(self.dataset))
         summary = dict(outcome.summary)
         weights = summary.pop("weights", None)
         metrics: dict[str, Any] = {"fit_seconds": round(outcome.seconds, 3), "best_params": summary.get("best_params")}

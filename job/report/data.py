@@ -234,6 +234,7 @@ class PerformanceSection:
     metrics_gross: MetricTable
     benchmark: str = "SPY"
     cost_bps: float | None = None
+    caveat: str = ""  # a plain sentence opening the section ('' = none): e.g. a span too short to tell skill from luck
 
     def __post_init__(self) -> None:
         self.returns = _frame(self.returns, "performance.returns", RETURNS_COLUMNS)
@@ -350,6 +351,10 @@ class DataQualitySection:
     suites: list[ValidationSuite] = field(default_factory=list)
     sources: list[DataSource] = field(default_factory=list)
     passed: bool = True
+    # each asset's first month with a return and the first month it was held (it enters the universe with
+    # enough history for a feature window and a label; None: not yet by the as-of month), in universe order
+    asset_first_months: dict[str, str | None] = field(default_factory=dict)
+    asset_first_held_months: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.suites = [s if isinstance(s, ValidationSuite) else ValidationSuite(**s) for s in self.suites]
@@ -433,7 +438,7 @@ class ReportData:
                          "threshold": _py(d.threshold), "factor": _py(d.factor)},
             "performance": {"returns": frame_to_json(p.returns), "market": frame_to_json(p.market),
                             "metrics_net": p.metrics_net, "metrics_gross": p.metrics_gross,
-                            "benchmark": p.benchmark, "cost_bps": _py(p.cost_bps)},
+                            "benchmark": p.benchmark, "cost_bps": _py(p.cost_bps), "caveat": p.caveat},
             "forecast_quality": {"mae": frame_to_json(f.mae), "ic": frame_to_json(f.ic),
                                  "ic_summary": f.ic_summary},
             "allocation": {"weights": frame_to_json(a.weights), "exposure": frame_to_json(a.exposure)},
@@ -444,7 +449,9 @@ class ReportData:
             "lookahead_not_run_reason": self.lookahead_not_run_reason,
             "data_quality": {"synthetic": q.synthetic, "source": q.source, "passed": q.passed,
                              "suites": [_clean(vars(s)) for s in q.suites],
-                             "sources": [_clean(vars(s)) for s in q.sources]},
+                             "sources": [_clean(vars(s)) for s in q.sources],
+                             "asset_first_months": _clean(q.asset_first_months),
+                             "asset_first_held_months": _clean(q.asset_first_held_months)},
             "provenance": _clean(vars(v)),
         }
 
@@ -471,7 +478,8 @@ class ReportData:
             performance=PerformanceSection(returns=frame_from_json(p["returns"]),
                                            market=frame_from_json(p["market"]),
                                            metrics_net=p["metrics_net"], metrics_gross=p["metrics_gross"],
-                                           benchmark=p.get("benchmark", "SPY"), cost_bps=p.get("cost_bps")),
+                                           benchmark=p.get("benchmark", "SPY"), cost_bps=p.get("cost_bps"),
+                                           caveat=p.get("caveat", "")),
             forecast_quality=ForecastQualitySection(mae=frame_from_json(f["mae"]), ic=frame_from_json(f["ic"]),
                                                     ic_summary=f.get("ic_summary", {})),
             allocation=AllocationSection(weights=frame_from_json(a["weights"]),
@@ -483,7 +491,9 @@ class ReportData:
             lookahead_not_run_reason=obj.get("lookahead_not_run_reason", LOOKAHEAD_NOT_RUN),
             data_quality=DataQualitySection(synthetic=q["synthetic"], source=q["source"],
                                             passed=q.get("passed", True), suites=q.get("suites", []),
-                                            sources=q.get("sources", [])),
+                                            sources=q.get("sources", []),
+                                            asset_first_months=q.get("asset_first_months", {}),
+                                            asset_first_held_months=q.get("asset_first_held_months", {})),
             provenance=ProvenanceSection(**obj["provenance"]),
             schema_version=SCHEMA_VERSION,
         )

@@ -51,9 +51,28 @@ def metric_tables(doc: Mapping[str, Any]) -> tuple[MetricTable, MetricTable]:
     return net, gross
 
 
+def out_of_sample_months(portfolio: pd.DataFrame) -> int:
+    """How many months the backtest's out-of-sample span has (distinct target months of any model)."""
+    if portfolio is None or portfolio.empty:
+        return 0
+    return int(pd.Series(month_labels(portfolio["target_month"])).nunique())
+
+
+def small_sample_caveat(months: int, minimum: int) -> str:
+    """The plain sentence that opens the performance section when the span is under ``minimum`` months
+    ('' otherwise)."""
+    if months >= minimum:
+        return ""
+    return (f"These figures cover only {months} out-of-sample month{'s' if months != 1 else ''} (fewer than "
+            f"{minimum}): too few to tell skill from luck, so read them as an illustration, not as evidence "
+            "that any model works.")
+
+
 def performance_section(portfolio: pd.DataFrame, doc: Mapping[str, Any], *, benchmark: str,
-                        cost_bps: float | None = None) -> PerformanceSection:
-    """Section 2 from the backtest's ``portfolio`` frame (one row per model and month) and metrics.json."""
+                        cost_bps: float | None = None, min_oos_months: int | None = None) -> PerformanceSection:
+    """Section 2 from the backtest's ``portfolio`` frame (one row per model and month) and metrics.json.
+
+    With ``min_oos_months``, a span shorter than that gets :func:`small_sample_caveat` as ``caveat``."""
     months = month_labels(portfolio["target_month"])
     returns = pd.DataFrame({"month": months, "model": portfolio["model"].astype(str).to_numpy(),
                             "gross_return": portfolio["portfolio_return"].to_numpy(),
@@ -63,8 +82,9 @@ def performance_section(portfolio: pd.DataFrame, doc: Mapping[str, Any], *, benc
                            "risk_free": portfolio["risk_free"].to_numpy()})
     market = market.drop_duplicates("month").sort_values("month", kind="stable")
     net, gross = metric_tables(doc)
+    caveat = "" if min_oos_months is None else small_sample_caveat(out_of_sample_months(portfolio), min_oos_months)
     return PerformanceSection(returns=returns, market=market, metrics_net=net, metrics_gross=gross,
-                              benchmark=benchmark, cost_bps=cost_bps)
+                              benchmark=benchmark, cost_bps=cost_bps, caveat=caveat)
 
 
 def rank_ic_frame(forecasts: pd.DataFrame) -> pd.DataFrame:

@@ -61,6 +61,7 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
     from job.metrics import decision_sections, summarise
 
     result = walk_forward(dataset, models, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params)
+    warn_small_sample(result.portfolio, int(settings.backtest.min_oos_months))
     table = None
     if sweep_grid is not None:
         began = time.perf_counter()
@@ -82,6 +83,18 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
     doc.update(sections)
     return Evaluation(result=result, metrics=doc, sweep=table, baseline_weights=base_weights,
                       baseline_portfolio=base_portfolio)
+
+
+def warn_small_sample(portfolio: pd.DataFrame, minimum: int) -> int:
+    """Log one warning when the out-of-sample span is under ``minimum`` months; returns the span."""
+    from job.report.inputs import out_of_sample_months
+
+    months = out_of_sample_months(portfolio)
+    if months < minimum:
+        log.warning("only %d out-of-sample months (backtest.min_oos_months = %d): the performance figures "
+                    "cannot distinguish skill from luck", months, minimum,
+                    extra={"fields": {"oos_months": months, "min_oos_months": minimum}})
+    return months
 
 
 AUDIT_MODELS = ("ridge",)

@@ -47,7 +47,19 @@ def forecast(dataset: Dataset, settings: Any, as_of: pd.Period, store: Store, na
     trained = train(dataset, settings, as_of, store, names)
     frame = forecast_frame({n: (r.model, r.prefix) for n, r in trained.items()}, dataset, as_of,
                            settings.models.lookback_months, sectors=sectors_of(dataset, settings))
-    return frame, trained
+    return mask_absent(frame, dataset, as_of), trained
+
+
+def mask_absent(frame: pd.DataFrame, dataset: Dataset, as_of: pd.Period) -> pd.DataFrame:
+    """Forecasts of assets not present at ``as_of`` (unbalanced panels: not entered yet) become NaN,
+    so the allocation gives them weight 0."""
+    present = dataset.mask.loc[as_of]
+    absent = [a for a in dataset.assets if not present[a]]
+    if not absent:
+        return frame
+    out = frame.copy()
+    out.loc[out["asset"].isin(absent), "predicted"] = np.nan
+    return out
 
 
 def allocate(forecasts: pd.DataFrame, dataset: Dataset, params: Any) -> pd.DataFrame:
