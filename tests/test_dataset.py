@@ -132,7 +132,7 @@ def test_late_assets_are_masked_filled_and_realised_only_when_present(synthetic:
     labels, realised = dataset.labels(), dataset.realised_labels()
     assert not labels.iloc[:-1].isna().to_numpy().any()          # every output fits on every row
     assert realised["S2"].iloc[:52].isna().all() and realised["S2"].iloc[52:-1].notna().all()
-    x, y, months = dataset.training_set(12, dataset.months[-1])
+    _x, y, months = dataset.training_set(12, dataset.months[-1])
     assert len(months) == len(dataset.months) - 12 and not np.isnan(y).any()
     everywhere = pd.DataFrame(True, index=returns.index, columns=returns.columns)
     with pytest.raises(ValueError, match="S2 is present in 2005-01 without a return"):

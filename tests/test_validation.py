@@ -159,15 +159,16 @@ def test_the_sample_source_passes(sample_warehouse: Path, settings: Settings) ->
 
 @pytest.mark.slow
 def test_a_missing_month_for_one_sector(snapshot_warehouse: Path, settings: Settings, tmp_path: Path) -> None:
-    """Without VGT's June 2015 prices the dataset cannot be built; the warehouse checks name the gap."""
+    """Without VGT's June 2015 prices the dataset cannot be built; the warehouse checks name the gap (every
+    asset and month in one row, so the one-line error names them all) and say what to do."""
     path = copy_warehouse(snapshot_warehouse, tmp_path,
                           "DELETE FROM prices_daily WHERE asset = 'VGT' AND date BETWEEN '2015-06-01' AND '2015-06-30'")
     report = check(path, settings)
     assert failing(report) == {"prices.returns_complete"}
     result = report.result("prices", "returns_complete")
-    assert result.unexpected_count == 2  # June has no month-end, July no previous month-end
-    assert [e["month"] for e in result.examples] == ["2015-06", "2015-07"]
-    assert "asset=VGT month=2015-06" in result.message
+    # June has no month-end, July no previous month-end
+    assert result.examples == [{"n_assets": 1, "n_months": 2, "gaps": "VGT 2015-06..2015-07"}]
+    assert "gaps=VGT 2015-06..2015-07" in result.headline and "add the missing months" in result.hint
     assert {r.skipped for s in report.suites for r in s.results if s.name not in {"prices", "macro"}} == {
         "no dataset: it could not be built"}
     with pytest.raises(ValidationFailed, match=r"prices\.returns_complete: every asset has a return"):
@@ -342,7 +343,7 @@ class _TrainsOnTheFuture(Dataset):
 def _as(cls: type[Dataset], dataset: Dataset, **changes: object) -> Dataset:
     fields = {"features": dataset.features, "returns": dataset.returns, "benchmark": dataset.benchmark,
               "risk_free": dataset.risk_free, "publication_lag_months": dataset.publication_lag_months,
-              "synthetic": dataset.synthetic, "info": dataset.info} | changes
+              "info": dataset.info, "present": dataset.mask} | changes
     return cls(**fields)
 
 
