@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import signal
 import sys
 import threading
@@ -88,35 +89,97 @@ def cli(ctx: click.Context, config_file: str | None, warehouse: str | None, stor
 
 class Terminated(BaseException):
     """SIGTERM (Kubernetes stopping the pod) turned into an exception, so that ``with`` blocks unwind
-    and the run lock is released instead of blocking the next attempt until it expires."""
+    and the run lock is released instead of blocking the next attempt until its lease lapses."""
 
 
-_terminated = False
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) turned into an exception, like :class:`Terminated`.
+
+    Not KeyboardInterrupt: click turns that into Abort ("error: aborted", exit 1) after printing an
+    empty line, and libraries catch it. Both classes derive from BaseException so that no ``except
+    Exception`` in a stage swallows them.
+    """
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    global _terminated
-    _terminated = True  # remembered: a library may turn the exception into its own (DuckDB: "Query interrupted")
-    raise Terminated
+# The signal received, remembered: a library may turn our exception into its own (DuckDB raises
+# "RuntimeError: Query interrupted"; a store call may fail half-way), and main() must still exit 130/143.
+_signalled: int | None = None
+_reported = False  # the one error line was written
+# After a signal the process exits within this many seconds whatever hangs on the way out (a library's
+# cleanup, a store call at release); Kubernetes sends SIGKILL 60 s after SIGTERM.
+SHUTDOWN_GRACE_S = 30.0
 
 
-def _exit_terminated() -> None:
-    click.echo("error: terminated by SIGTERM (the run lock, if this run held it, was released; a month is "
-               "published only once its manifest is written)", err=True)
-    sys.exit(128 + signal.SIGTERM)
+def _force_exit(signum: int) -> None:
+    if not _reported:
+        os.write(2, f"error: {_what(signum)} (stopping took over {SHUTDOWN_GRACE_S:.0f} s, so this run exited "
+                    "without finishing its clean-up: the run lock, if it held it, lapses by itself within one "
+                    "lease)\n".encode())
+    os._exit(128 + int(signum))
+
+
+def _what(signum: int) -> str:
+    return "terminated by SIGTERM" if signum == signal.SIGTERM else "interrupted by Ctrl-C (SIGINT)"
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    global _signalled
+    if _signalled is None:
+        _signalled = signum
+        watchdog = threading.Timer(SHUTDOWN_GRACE_S, _force_exit, args=(signum,))
+        watchdog.daemon = True
+        watchdog.start()
+    # A second signal while unwinding raises again: the user can stop a slow release (the lock then
+    # lapses within one lease); main() reports the first signal.
+    raise Terminated if signum == signal.SIGTERM else Interrupted
+
+
+def _exit_signalled(signum: int) -> None:
+    """One line for the signal, then exit 128 + its number (130 SIGINT, 143 SIGTERM)."""
+    global _reported
+    from job.store.lock import unreleased_locks
+
+    lock = ("the run lock could not be released: it lapses by itself within one lease" if unreleased_locks()
+            else "the run lock, if this run held it, was released")
+    click.echo(f"error: {_what(signum)} ({lock}; a month is published only once its manifest is written)",
+               err=True)
+    _reported = True
+    sys.exit(128 + int(signum))
+
+
+def _install(signum: int) -> Any:
+    """Install _on_signal for ``signum``, returning the previous handler (None: left alone).
+
+    SIGINT is left alone when it is ignored (a background job of a non-interactive shell, nohup)."""
+    previous = signal.getsignal(signum)
+    if signum == signal.SIGINT and previous == signal.SIG_IGN:
+        return None
+    signal.signal(signum, _on_signal)
+    return previous
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and map failures to the documented exit codes."""
+    global _signalled, _reported
+    _signalled, _reported = None, False
     verbose = any(a in ("-v", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
     on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
-    previous = signal.getsignal(signal.SIGTERM)
+    previous: dict[int, Any] = {}
     if on_main_thread:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handler = _install(signum)
+            if handler is not None:
+                previous[signum] = handler
     try:
-        cli.main(args=argv, prog_name="rotation", standalone_mode=False)
-    except Terminated:
-        _exit_terminated()
+        try:
+            cli.main(args=argv, prog_name="rotation", standalone_mode=False)
+        except (Terminated, Interrupted, KeyboardInterrupt) as exc:
+            signum = _signalled or (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            _exit_signalled(signum)
+        except BaseException:
+            if _signalled is not None:  # a library turned the signal into its own exception
+                _exit_signalled(_signalled)
+            raise
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(ExitCode.UNEXPECTED)
@@ -128,18 +191,13 @@ def main(argv: list[str] | None = None) -> None:
             get_logger().exception("failed")
         click.echo(f"error: {redact(exc.one_line())}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing was published for this run", err=True)
-        sys.exit(130)
     except Exception as exc:  # the last line of defence: one line, no traceback unless -v
-        if _terminated:
-            _exit_terminated()
         if verbose:
             get_logger().exception("unexpected error")
         click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with -v for the traceback; "
                           "the last published results are unchanged)"), err=True)
         sys.exit(ExitCode.UNEXPECTED)
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     sys.exit(ExitCode.OK)

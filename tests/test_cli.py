@@ -140,3 +140,98 @@ def test_python_dash_m_job(tmp_path: Path) -> None:
     version = subprocess.run([sys.executable, "-m", "job", "--version"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120, check=False)
     assert version.returncode == 0 and version.stdout.startswith("rotation, version")
+
+
+# -- signals: Ctrl-C exits 130, SIGTERM 143, one line, the run lock released ------------------------------
+
+SIGNALS = {"SIGINT": (130, "error: interrupted by Ctrl-C (SIGINT)"),
+           "SIGTERM": (143, "error: terminated by SIGTERM")}
+
+
+# Starts the command with Ctrl-C's default disposition: a shell running pytest in the background ignores
+# SIGINT for its children, and the job, like any program, leaves an ignored SIGINT ignored.
+DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """``rotation ARGS`` as a fresh process, stderr piped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_")}
+    env.update({"MPLCONFIGDIR": str(tmp_path / "mpl"), "TF_CPP_MIN_LOG_LEVEL": "2",
+                "ROTATION_CACHE_DIR": str(tmp_path / "cache")})
+    return subprocess.Popen([sys.executable, "-c", DEFAULT_SIGINT, str(BIN / "rotation"), *args], cwd=tmp_path,
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _assert_one_signal_line(code: int, stderr: str, signame: str) -> str:
+    want_code, says = SIGNALS[signame]
+    assert code == want_code, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(says), stderr[-3000:]
+    assert "Traceback" not in stderr and "aborted" not in stderr and "unexpected" not in stderr, stderr[-3000:]
+    return errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signame", "stage", "where"), [
+    ("SIGINT", "ingest", "local"),
+    pytest.param("SIGTERM", "validate", "s3", marks=pytest.mark.s3),
+])
+def test_a_signal_mid_run_exits_128_plus_n_with_one_line_and_releases_the_lock(
+        request: pytest.FixtureRequest, tmp_path: Path, signame: str, stage: str, where: str) -> None:
+    """Ctrl-C during ingest (DuckDB writing the warehouse) into a local store, SIGTERM (Kubernetes stopping
+    the pod) during validation into an S3 store: exit 130 / 143, one `error:` line that says the lock was
+    released, no traceback, the lock gone and nothing published."""
+    import signal
+
+    from job.store import LOCK_KEY, open_store
+
+    store_uri = (request.getfixturevalue("s3_bucket").uri if where == "s3" else str(tmp_path / "artifacts"))
+    proc = _start(tmp_path, "--warehouse", str(tmp_path / "w.duckdb"), "--store", store_uri,
+                  "run", "--source", "sample", "--models", "ridge", "--no-audit")
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if f"stage={stage} event=start" in line:
+                break
+        else:
+            raise AssertionError(f"the run ended before its {stage} stage: {''.join(seen)[-3000:]}")
+        store = open_store(store_uri)
+        assert store.exists(LOCK_KEY), "the run holds the lock during its stages"
+        proc.send_signal(getattr(signal, signame))
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    line = _assert_one_signal_line(proc.returncode, "".join(seen) + rest, signame)
+    assert "the run lock, if this run held it, was released" in line
+    assert not store.exists(LOCK_KEY), "the lock was released, so a retry is not locked out"
+    assert not store.list("runs/"), "nothing was published"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_long_duckdb_query_exits_128_plus_n(tmp_path: Path, signame: str) -> None:
+    """DuckDB turns the interrupt into "RuntimeError: Query interrupted"; the job still exits 130 / 143
+    with its one line (not exit 1, "unexpected RuntimeError"), and does not wait for the query to end."""
+    import signal
+    import time
+
+    started = tmp_path / "started.csv"
+    sql = f"COPY (SELECT 1 AS x) TO '{started}'; SELECT sum(i) FROM range(100000000000000) t(i)"
+    proc = _start(tmp_path, "--store", str(tmp_path / "artifacts"), "query", sql)
+    try:
+        while not started.exists() and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    _assert_one_signal_line(proc.returncode, err, signame)

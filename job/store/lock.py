@@ -79,6 +79,13 @@ LOCK_KEY = "locks/run.lock"
 GUARD_WAIT_S = 10.0  # local folder: the longest wait for the flock guard around a read-modify-write
 POLL_S = 1.0  # how often a waiting run looks at the lock again (with +-20 % jitter)
 _warned_best_effort = False
+_HELD: set[RunLock] = set()  # acquired by this process and not (successfully) released
+
+
+def unreleased_locks() -> list[RunLock]:
+    """The locks this process acquired and could not release (a release cut short by a second signal,
+    or a store unreachable at release): what the CLI's last line says about the lock."""
+    return list(_HELD)
 
 
 class LockLost(RotationError):
@@ -274,6 +281,7 @@ class RunLock:
                 announced = True
             time.sleep(min(left, POLL_S * random.uniform(0.8, 1.2)))
         self.lost_to = None
+        _HELD.add(self)
         self._start_heartbeat()
         log.debug("run lock taken (%s)", self.mode, extra={"fields": {"owner": self.owner}})
         assert self.record is not None
@@ -302,12 +310,11 @@ class RunLock:
         if self.record is None:
             return
         try:
-            if self.lost_to is not None:
-                return
-            if self.mode == "local":
+            if self.lost_to is None and self.mode == "local":
                 self._release_local()
-            else:
+            elif self.lost_to is None:
                 self._release_remote()
+            _HELD.discard(self)
         except StoreUnavailable as exc:  # do not mask the run's own outcome
             log.warning("could not release the run lock (%s); it lapses by itself within one lease (%.0f s)",
                         exc.one_line(), self.lease_s)
