@@ -308,14 +308,36 @@ def k8s(name: str) -> dict:
 
 
 def test_cronjob_failure_policy_matches_exit_codes() -> None:
-    """Bad configuration, failed validation and a held lock fail the Job; upstream and store errors retry."""
+    """Bad configuration and failed validation fail the Job; upstream, store and lock errors are retried."""
     job = k8s("cronjob.yaml")["spec"]["jobTemplate"]["spec"]
     rules = {rule["action"]: rule for rule in job["podFailurePolicy"]["rules"] if "onExitCodes" in rule}
-    assert set(rules["FailJob"]["onExitCodes"]["values"]) == {ExitCode.USAGE, ExitCode.VALIDATION, ExitCode.LOCKED}
-    assert set(rules["Count"]["onExitCodes"]["values"]) == {ExitCode.UPSTREAM, ExitCode.STORE}
+    assert set(rules["FailJob"]["onExitCodes"]["values"]) == {ExitCode.USAGE, ExitCode.VALIDATION}
+    assert set(rules["Count"]["onExitCodes"]["values"]) == {ExitCode.UPSTREAM, ExitCode.STORE, ExitCode.LOCKED}
+    for rule in rules.values():  # the API server rejects values out of order
+        assert rule["onExitCodes"]["values"] == sorted(rule["onExitCodes"]["values"])
     container = job["template"]["spec"]["containers"][0]
     assert {r["onExitCodes"]["containerName"] for r in rules.values()} == {container["name"]}
     assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_cronjob_retries_outlast_a_dead_holders_lease() -> None:
+    """Exit 6 is retried: the attempts' lock waits plus the pod backoff (10 s doubling, capped at 6 min)
+    cover more than one lease of the ConfigMap's settings, so a lock left by a killed attempt has lapsed
+    before the retries run out, and all of it fits in activeDeadlineSeconds."""
+    job = k8s("cronjob.yaml")["spec"]["jobTemplate"]["spec"]
+    env = {k: v for k, v in k8s("configmap.yaml")["data"].items() if k.startswith("ROTATION_")}
+    store = load_settings(environ=env).store
+    retries = job["backoffLimit"]
+    backoff = sum(min(10 * 2**i, 360) for i in range(retries))
+    covered = backoff + (retries + 1) * store.lock_wait_s
+    assert covered > 2 * store.lock_lease_s, (covered, store.lock_lease_s)
+    assert job["activeDeadlineSeconds"] > covered + 3600, "room for the retries and an hour-long run"
+
+
+def test_cronjob_pods_get_no_service_link_variables() -> None:
+    """A Service named `rotation` would inject ROTATION_SERVICE_HOST / ROTATION_PORT_* into the pod."""
+    pod = k8s("cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
 
 
 def test_cronjob_runs_hardened_as_the_image_user() -> None:
