@@ -154,6 +154,11 @@ METRICS = Kind(
     _schema(("section", pa.string()), ("model", pa.string()), ("period", pa.string()), ("metric", pa.string()),
             ("value", F64), ("value_text", pa.string()), ("path", pa.string())),
     merge_on=("section", "model"))
+LOOKAHEAD_BACKTEST = Kind(
+    "lookahead_backtest", ("part-0.parquet",),
+    "the look-ahead audit: the walk-forward portfolio again at publication lag 0 (the original notebook's "
+    "alignment, labelled look-ahead): one row per (model, decision month)",
+    BACKTEST.schema, merge_on=("model",))
 SWEEP = Kind(
     "sweep", ("part-0.parquet",),
     "strategy-parameter sweep on the walk-forward forecasts: one row per (model, threshold, factor, shrinkage)",
@@ -165,8 +170,8 @@ REPORT_DATA = Kind("report_data", ("report_data.json",),
                    "everything the report shows, for exact re-rendering (`rotation report`)")
 REPORTS = Kind("reports", ("report.html",), "the self-contained HTML report")
 
-KINDS: tuple[Kind, ...] = (FORECASTS, WEIGHTS, BACKTEST, BACKTEST_FORECASTS, BACKTEST_WEIGHTS, METRICS, SWEEP,
-                           VALIDATION, REPORT_DATA, REPORTS)
+KINDS: tuple[Kind, ...] = (FORECASTS, WEIGHTS, BACKTEST, BACKTEST_FORECASTS, BACKTEST_WEIGHTS, LOOKAHEAD_BACKTEST,
+                           METRICS, SWEEP, VALIDATION, REPORT_DATA, REPORTS)
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 TABLE_KINDS: tuple[Kind, ...] = tuple(k for k in KINDS if k.is_table)
 # Kinds earlier versions published; garbage collection still looks for them.

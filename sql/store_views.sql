@@ -138,6 +138,30 @@ FROM (SELECT NULL::VARCHAR AS as_of, NULL::VARCHAR AS run_id,
                                    hive_types = {'as_of': VARCHAR, 'run_id': VARCHAR}) AS t
       SEMI JOIN committed_artifacts AS c ON c.url = t.filename AND c.kind = 'backtest_weights');
 
+-- the look-ahead audit: the walk-forward portfolio again at publication lag 0 (the original notebook's alignment, labelled look-ahead): one row per (model, decision month)
+CREATE OR REPLACE VIEW lookahead_backtest AS
+SELECT as_of, run_id, "model", "decision_month", "target_month", "portfolio_return", "portfolio_return_net", "benchmark_return", "equal_weight_return", "capital_deployed", "gross_exposure", "turnover", "cost", "risk_free", "levered_assets"
+FROM (SELECT NULL::VARCHAR AS as_of, NULL::VARCHAR AS run_id,
+               NULL::VARCHAR AS "model",
+               NULL::VARCHAR AS "decision_month",
+               NULL::VARCHAR AS "target_month",
+               NULL::DOUBLE AS "portfolio_return",
+               NULL::DOUBLE AS "portfolio_return_net",
+               NULL::DOUBLE AS "benchmark_return",
+               NULL::DOUBLE AS "equal_weight_return",
+               NULL::DOUBLE AS "capital_deployed",
+               NULL::DOUBLE AS "gross_exposure",
+               NULL::DOUBLE AS "turnover",
+               NULL::DOUBLE AS "cost",
+               NULL::DOUBLE AS "risk_free",
+               NULL::BIGINT AS "levered_assets"
+      WHERE false
+      UNION ALL BY NAME
+      SELECT t.* FROM read_parquet(getvariable('store') || '/*/as_of=*/run_id=*/*.parquet',
+                                   filename = true, hive_partitioning = true, union_by_name = true,
+                                   hive_types = {'as_of': VARCHAR, 'run_id': VARCHAR}) AS t
+      SEMI JOIN committed_artifacts AS c ON c.url = t.filename AND c.kind = 'lookahead_backtest');
+
 -- performance and forecast-quality figures, one long table: one row per (section, model, period, metric)
 CREATE OR REPLACE VIEW metrics AS
 SELECT as_of, run_id, "section", "model", "period", "metric", "value", "value_text", "path"

@@ -131,7 +131,7 @@ def backtest_forecasts(result: Any) -> pd.DataFrame:
 
 
 def publish_backtest(publisher: Any, evaluation: Evaluation, *, audit: Evaluation | None = None) -> list[str]:
-    """Write the backtest kinds of ``evaluation`` (and the audit's metrics) through ``publisher``."""
+    """Write the backtest kinds of ``evaluation`` (and the audit's portfolio and metrics) through ``publisher``."""
     doc = dict(evaluation.metrics)
     if audit is not None:
         doc["lookahead_audit"] = audit.metrics
@@ -145,6 +145,8 @@ def publish_backtest(publisher: Any, evaluation: Evaluation, *, audit: Evaluatio
             publisher.write_table(artifacts.BACKTEST_FORECASTS, backtest_forecasts(result)),
             publisher.write_table(artifacts.BACKTEST_WEIGHTS, weights),
             publisher.write_table(artifacts.METRICS, metrics_frame(doc))]
+    if audit is not None:  # the look-ahead audit's lag-0 portfolio, for the report's section 5
+        keys.append(publisher.write_table(artifacts.LOOKAHEAD_BACKTEST, audit.result.portfolio))
     if evaluation.sweep is not None:
         keys.append(publisher.write_table(artifacts.SWEEP, evaluation.sweep))
     return keys
