@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -522,18 +523,24 @@ def test_exit_5_when_the_store_is_down(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_exit_6_when_another_run_holds_the_lock(committed: tuple[Path, Path], tmp_path: Path) -> None:
-    """A live lock of another run: exit 6 naming the holder; the lock and the month are left alone."""
+    """A live lock of another run: the run waits store.lock_wait_s, then exits 6 naming the holder; the
+    lock and the month are left alone."""
     from job.store.lock import LOCK_KEY, RunLock
 
     warehouse, store_dir = copy_committed(committed, tmp_path)
     store = open_store(str(store_dir))
-    RunLock(store, "other", 3600).acquire()
+    holder = RunLock(store, "other", 3600)
+    holder.acquire()
     lock = store.get_bytes(LOCK_KEY)
     before = store_files(store)
-    proc = rotation_subprocess(tmp_path, "--warehouse", str(warehouse), "--store", str(store_dir), "run", *FAST)
+    started = time.monotonic()
+    proc = rotation_subprocess(tmp_path, "--warehouse", str(warehouse), "--store", str(store_dir), "run", *FAST,
+                               ROTATION_STORE__LOCK_WAIT_S="2")
+    assert time.monotonic() - started >= 2, "it waited for the holder before giving up"
     assert_one_error_line(proc, code=6, says="another run holds the store's run lock: other")
     assert store.get_bytes(LOCK_KEY) == lock
     assert store_files(store) == before
+    holder.release()
 
 
 @pytest.mark.slow
