@@ -401,12 +401,12 @@ class Budget:
     @classmethod
     def scaled(cls, steps: int) -> Budget:
         k = max(1.0, steps / 100)
-        base = {"run": 1, "forecast": 2, "backtest": 1, "report": 1, "sigkill": 2, "sigterm": 2,
-                "contended": 3, "outage": 1}
+        base = {"run": 2, "forecast": 3, "backtest": 2, "report": 2, "sigkill": 3, "sigterm": 3,
+                "contended": 5, "outage": 1}
         return cls(steps, {name: round(n * k) for name, n in base.items()})
 
 
-WEIGHTS = {"run": 3, "forecast": 3, "backtest": 2, "report": 3, "query": 8, "verify": 3, "contended": 3,
+WEIGHTS = {"run": 3, "forecast": 3, "backtest": 2, "report": 3, "query": 5, "verify": 2, "contended": 3,
            "sigkill": 4, "sigterm": 4}
 
 
@@ -475,14 +475,16 @@ class Driver:
         if action in ("sigkill", "sigterm"):
             anchor = self.rng.choice(ANCHORS)
             params["anchor"] = anchor
-            params["delay"] = round(self.rng.uniform(0, {"start": 8.0, "published": 0.3}.get(anchor, 1.5)), 2)
+            # The commit is short: a signal aimed at it must come within a fraction of a second.
+            spread = {"start": 8.0, "commit": 0.25, "published": 0.25}.get(anchor, 1.5)
+            params["delay"] = round(self.rng.uniform(0, spread), 2)
             params["other_host"] = self.allow_other_host and self.rng.random() < 0.5
             params["contender"] = self.rng.random() < 0.4
         if self.target.proxy is not None and action not in ("contended",):
             roll = self.rng.random()
             if roll < 0.25:
                 params["drop"] = (self.rng.choice(["lock", "manifest", "put", "any"]), self.rng.randint(1, 2))
-            elif (roll < 0.35 and action in ("run", "forecast", "backtest")
+            elif (roll < 0.6 and action in ("run", "forecast", "backtest")
                   and self.used.get("outage", 0) < self.budget.caps["outage"]):
                 params["outage_after"] = round(self.rng.uniform(0.5, 20.0), 1)
                 self.used["outage"] = self.used.get("outage", 0) + 1
