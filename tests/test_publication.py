@@ -57,13 +57,15 @@ def outputs(sample_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) ->
     result = evaluated.result
     tables = {"forecasts": forecasts, "weights": weights, "backtest": result.portfolio,
               "backtest_forecasts": evaluation.backtest_forecasts(result), "backtest_weights": result.weights,
-              "metrics": evaluation.metrics_frame(evaluated.metrics), "sweep": evaluated.sweep}
+              "metrics": evaluation.metrics_frame(evaluated.metrics), "sweep": evaluated.sweep,
+              # the look-ahead audit's portfolio is a walk-forward portfolio like this one (at lag 0)
+              "lookahead_backtest": result.portfolio}
     return Outputs(tables=tables, html=b"<!doctype html><title>report</title>",
                    report_data=b'{"as_of": "2025-01"}', validation={"passed": True, "suites": []})
 
 
 def publish_run(store: Any, run_id: str, out: Outputs, *, as_of: str = MONTH, commit: bool = True,
-                skip: tuple[str, ...] = ("sweep",)) -> Publisher:
+                skip: tuple[str, ...] = ("sweep", "lookahead_backtest")) -> Publisher:
     """A complete publication, as ``rotation run`` makes it."""
     pub = Publisher(store, as_of, run_id, command="run", mode="replace")
     for kind, frame in out.tables.items():
