@@ -166,16 +166,14 @@ SWEEP = Kind(
             ("cost_bps", F64), ("start", MONTH), ("end", MONTH)),
     merge_on=("model",), open_columns=True)
 VALIDATION = Kind("validation", ("validation.json",), "Great Expectations results of the month's data")
-REPORT_DATA = Kind("report_data", ("report_data.json",),
-                   "everything the report shows, for exact re-rendering (`rotation report`)")
 REPORTS = Kind("reports", ("report.html",), "the self-contained HTML report")
 
 KINDS: tuple[Kind, ...] = (FORECASTS, WEIGHTS, BACKTEST, BACKTEST_FORECASTS, BACKTEST_WEIGHTS, LOOKAHEAD_BACKTEST,
-                           METRICS, SWEEP, VALIDATION, REPORT_DATA, REPORTS)
+                           METRICS, SWEEP, VALIDATION, REPORTS)
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 TABLE_KINDS: tuple[Kind, ...] = tuple(k for k in KINDS if k.is_table)
 # Kinds earlier versions published; garbage collection still looks for them.
-RETIRED_KINDS: tuple[str, ...] = ("backtest_positions",)
+RETIRED_KINDS: tuple[str, ...] = ("backtest_positions", "report_data")
 
 AS_OF_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")

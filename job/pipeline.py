@@ -1,7 +1,8 @@
 """``rotation run``: every stage of one month composed, under one run lock, published by one manifest.
 
 ingest -> prepare (dataset + validation) -> forecast -> allocate -> backtest -> look-ahead audit ->
-report -> publish. The stages live in :mod:`job.stages`; this module only composes them.
+publish, the report last, rendered from what was just written (as ``rotation report`` re-renders it).
+The stages live in :mod:`job.stages`; this module only composes them.
 
 A run is a complete publication of its month (``replace`` mode, see :mod:`job.store.publish`): until its
 manifest is written, readers see the month's previous publication. A critical validation failure
@@ -60,6 +61,7 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
     """Run every stage for one month; see the module docstring for the failure semantics."""
     from job import artifacts
     from job.report import render_text
+    from job.report.published import CONTEXT_KEY
     from job.stages import data, evaluation, models, report
     from job.stages.session import session
     from job.store.publish import write_failed_validation
@@ -101,11 +103,10 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
             publisher.write_table(artifacts.WEIGHTS, weights)
             evaluation.publish_backtest(publisher, evaluated, audit=audit)
             publisher.write_json(artifacts.VALIDATION, month.validation.to_dict())
-            report_data = report.assemble(
-                settings=settings, dataset=dataset, as_of=month.as_of, run_id=run.run_id, created_at=created_at,
-                models=names, weights=weights, evaluation=evaluated, audit=audit, validation=month.validation,
-                params=params, trained=trained, timings=run.timings)
-            html = report.publish_report(publisher, report_data)
+            # the report is rendered from the artifacts just written, as `rotation report` re-renders it
+            recorded = report.context(settings=settings, dataset=dataset, run_id=run.run_id, created_at=created_at,
+                                      models=names, params=params, trained=trained, timings=run.timings)
+            report_data, html = report.publish_report(publisher, recorded)
         # The manifest records every stage before it, publish included; writing it is the "commit"
         # stage, which is logged and printed but cannot be timed inside itself.
         with run.stage("commit"):
@@ -113,7 +114,8 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
                 "synthetic": dataset.synthetic, "source": dataset.info.source,
                 "models": names, "scheme": evaluated.result.scheme, "strategy": params.as_dict(),
                 "dataset_fingerprint": dataset.info.dataset_fingerprint,
-                "model_prefixes": {n: r.prefix for n, r in trained.items()}, "ingest": ingest_summary})
+                "model_prefixes": {n: r.prefix for n, r in trained.items()}, "ingest": ingest_summary,
+                CONTEXT_KEY: recorded})
         html_key = artifacts.REPORTS.key(as_of_text, run.run_id)
         if options.output is not None:
             from job.report.artifacts import write_output

@@ -38,7 +38,6 @@ class Outputs:
 
     tables: dict[str, pd.DataFrame]
     html: bytes
-    report_data: bytes
     validation: dict[str, Any]
 
 
@@ -61,7 +60,7 @@ def outputs(sample_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) ->
               # the look-ahead audit's portfolio is a walk-forward portfolio like this one (at lag 0)
               "lookahead_backtest": result.portfolio}
     return Outputs(tables=tables, html=b"<!doctype html><title>report</title>",
-                   report_data=b'{"as_of": "2025-01"}', validation={"passed": True, "suites": []})
+                   validation={"passed": True, "suites": []})
 
 
 def publish_run(store: Any, run_id: str, out: Outputs, *, as_of: str = MONTH, commit: bool = True,
@@ -72,7 +71,6 @@ def publish_run(store: Any, run_id: str, out: Outputs, *, as_of: str = MONTH, co
         if kind not in skip:
             pub.write_table(kind, frame)
     pub.write_json(artifacts.VALIDATION, out.validation)
-    pub.write_bytes(artifacts.REPORT_DATA, out.report_data)
     pub.write_bytes(artifacts.REPORTS, out.html)
     if commit:
         pub.commit(timings={"publish": 0.1}, extra={"models": ["ridge"]})
@@ -181,7 +179,7 @@ def test_a_merged_kind_without_keys_replaces_only_that_kind(artifact_store: Any,
     manifest = pub.commit()
     by_kind = {a["kind"]: a for a in manifest["artifacts"]}
     assert store.get_bytes(by_kind["reports"]["path"]) == b"<!doctype html><title>new</title>"
-    assert by_kind["report_data"]["run_id"] == RUNS[0]
+    assert by_kind["validation"]["run_id"] == RUNS[0]
 
 
 def test_a_complete_run_replaces_the_month(artifact_store: Any, outputs: Outputs) -> None:

@@ -132,7 +132,7 @@ def test_server_down_mid_run_is_exit_5_and_the_previous_manifest_is_untouched(s3
     pub.write_bytes("validation", b'{"passed": true}')
     proxy.stop()
     with pytest.raises(StoreUnavailable, match="cannot reach") as info:
-        pub.write_bytes("report_data", b"{}")
+        pub.write_bytes("reports", b"<!doctype html>")
     assert info.value.exit_code == ExitCode.STORE
     direct = open_store(s3_bucket.uri)
     assert direct.get_bytes(manifest_key("2025-01")) == before

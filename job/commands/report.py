@@ -1,4 +1,4 @@
-"""``rotation report``: re-render the report of a published month from the store."""
+"""``rotation report``: re-render the report of a published month from what its manifest lists."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ log = get_logger("report")
 def report(app: App, as_of: str | None, output: Path | None, quiet: bool) -> None:
     """Re-render the HTML report of a published month and print its summary.
 
-    Follows the month's manifest (runs/as_of=YYYY-MM/manifest.json) to its report data (checked against
-    its sha256) and renders the self-contained HTML. When the rendering differs from the published
-    report (the code changed since), it is merged into the month's publication under the run lock;
-    otherwise the store is not touched. With --output the HTML is also written to a local file. Exit code
-    2 when the store has no published month (or no report data) for it, 3 when its files are damaged,
-    5 when the store cannot be reached, 6 when another run keeps the lock.
+    Follows the month's manifest (runs/as_of=YYYY-MM/manifest.json) to the artifacts it publishes
+    (forecasts, weights, backtest tables, metrics, validation; each checked against its sha256) and the
+    run's recorded context, and renders the self-contained HTML. When the rendering differs from the
+    published report (a forecast or backtest was merged into the month since, or the code changed), it is
+    merged into the month's publication under the run lock; otherwise the store is not touched. With
+    --output the HTML is also written to a local file. Exit code 2 when the store has no published month
+    for it or the month lacks an artifact the report needs (the line names it), 3 when its files are
+    damaged, 5 when the store cannot be reached, 6 when another run keeps the lock.
     """
     from job import artifacts
     from job.report.artifacts import write_output

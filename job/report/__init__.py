@@ -1,13 +1,13 @@
 """The report: one self-contained HTML page and a terminal summary, rendered from :class:`ReportData`.
 
-``rotation run`` builds a :class:`ReportData` (the input contract, :mod:`job.report.data`) in
-:mod:`job.stages.report` and publishes it with the HTML; ``rotation report`` re-renders a published month
-from its stored report data (:func:`load_report_data`).
+A :class:`ReportData` (the input contract, :mod:`job.report.data`) is rebuilt from the artifacts a month
+publishes (:func:`job.report.published.report_data`): ``rotation run`` renders its report from what it
+has just written, ``rotation report`` re-renders a published month from its manifest alone.
 """
 
 from __future__ import annotations
 
-from job.report.artifacts import collect_provenance, load_report_data, mask_secrets
+from job.report.artifacts import collect_provenance, mask_secrets
 from job.report.data import (
     BASELINES,
     BENCHMARK_KEY,
@@ -57,7 +57,6 @@ __all__ = [
     "ReportData",
     "ValidationSuite",
     "collect_provenance",
-    "load_report_data",
     "mask_secrets",
     "render_html",
     "render_text",

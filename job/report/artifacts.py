@@ -1,8 +1,6 @@
-"""Report artifacts: writing the report to the store and reading a committed month's report data back.
+"""What the report records about the run (provenance, secrets masked) and writing its HTML to a local file.
 
-The report's two artifact kinds (job/artifacts.py) are ``report_data`` (the ReportData as JSON, for exact
-re-rendering) and ``reports`` (the HTML). ``rotation report`` follows a month's manifest to its
-report data (:func:`load_report_data`) and re-renders it.
+The report itself is rebuilt from the month's published artifacts (:mod:`job.report.published`).
 """
 
 from __future__ import annotations
@@ -17,14 +15,12 @@ from typing import Any
 
 from job import __version__
 from job.config import SECRET_ENV, Settings, masked_environment, settings_as_dict
-from job.errors import ConfigError, RotationError
+from job.errors import ConfigError
 from job.logs import get_logger
-from job.report.data import ProvenanceSection, ReportData
-from job.store.base import ArtifactNotFound, Store
+from job.report.data import ProvenanceSection
 
 log = get_logger("report")
 
-REPORT_DATA_NAME = "report_data.json"
 REPORT_HTML_NAME = "report.html"
 LIBRARIES = ("pandas", "numpy", "scikit-learn", "tensorflow-cpu", "tensorflow", "keras", "duckdb",
              "great-expectations", "pyarrow", "matplotlib", "skops", "boto3", "yfinance", "fredapi", "click")
@@ -103,32 +99,3 @@ def write_output(path: Path, html: bytes) -> Path:
         raise ConfigError(f"cannot write the report to {path}: {exc.strerror}",
                           hint="choose a writable --output path") from None
     return path
-
-
-# ------------------------------------------------------------------------------------------- reading
-
-def load_report_data(store: Store, manifest: Mapping[str, Any]) -> ReportData:
-    """The ReportData of a published month, from the ``report_data`` artifact its manifest lists.
-
-    The file's size and sha256 are checked against the manifest. RotationError (exit 1) when the month
-    has no report data (only stage commands published it) or the file is damaged.
-    """
-    from job.store.manifest import check_artifact
-
-    entries = [a for a in manifest.get("artifacts", []) if a.get("kind") == "report_data"]
-    if not entries:
-        raise ConfigError(f"the published month {manifest.get('as_of')} has no report data",
-                          hint=f"run `rotation run --as-of {manifest.get('as_of')}` to publish the month in full")
-    entry = entries[0]
-    try:
-        content = store.get_bytes(entry["path"])
-    except ArtifactNotFound:
-        raise RotationError(f"{entry['path']} is listed in the manifest but missing",
-                            hint="run `rotation verify`, then re-run the month") from None
-    problem = check_artifact(entry["path"], content, entry)
-    if problem:
-        raise RotationError(problem, hint="the store was modified after publication; re-run the month")
-    try:
-        return ReportData.from_json(content)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RotationError(f"{entry['path']} is not valid report data: {exc}") from None

@@ -1,10 +1,9 @@
 """The report's input contract: :class:`ReportData`, plain frames and dicts for the seven sections.
 
-Whoever runs the job (``rotation run``) fills a :class:`ReportData`; the renderers
-(:func:`job.report.render_html`, :func:`job.report.render_text`) only read it, and
-:meth:`ReportData.to_json` / :meth:`ReportData.from_json` store it next to the report
-(``reports/as_of=YYYY-MM/run_id=<id>/report_data.json``) so that ``rotation report`` can re-render a
-committed month exactly, without the warehouse or the models.
+:func:`job.report.published.report_data` fills a :class:`ReportData` from the artifacts a month publishes
+(so ``rotation run`` and ``rotation report`` render the same page from the same files); the renderers
+(:func:`job.report.render_html`, :func:`job.report.render_text`) only read it. Nothing here is stored: the
+published parquet tables and the manifest are the record.
 
 Conventions for every frame and dict below:
 
@@ -14,8 +13,7 @@ Conventions for every frame and dict below:
 - metric dicts are nested ``{name: {period: {metric: value}}}`` where ``name`` is a model or one of
   :data:`BENCHMARK_KEY` / :data:`EQUAL_WEIGHT_KEY`, ``period`` is one of :data:`PERIODS`, and
   ``metric`` is preferably one of the keys in :data:`METRICS` (unknown keys are shown after them);
-  values are numbers, ``"YYYY-MM"`` strings (drawdown dates) or ``None``;
-- non-finite numbers (NaN, inf) are stored as ``null`` in JSON.
+  values are numbers, ``"YYYY-MM"`` strings (drawdown dates) or ``None``.
 
 Frames are validated and normalised on construction (required columns present, months as strings,
 numeric columns as float); a missing column raises ``ValueError`` naming it.
@@ -23,19 +21,15 @@ numeric columns as float); a missing column raises ``ValueError`` naming it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
 import pandas as pd
 
 from job.model_names import BASELINES  # noqa: F401 (the report modules read the one tuple from here)
 from job.months import month_label
-
-SCHEMA_VERSION = 1
 
 # Section anchors and headings, in the order the issue asks for. Tests and readers rely on them.
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -132,48 +126,6 @@ def _frame(df: pd.DataFrame | None, name: str, columns: Mapping[str, str]) -> pd
     return out
 
 
-def _py(value: Any) -> Any:
-    """A JSON-safe Python scalar (numpy scalars unwrapped, non-finite floats as None)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, pd.Period | pd.Timestamp):
-        return month_label(value)
-    return value
-
-
-def _clean(obj: Any) -> Any:
-    """Recursively JSON-safe copy of dicts/lists/scalars."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return _py(obj)
-
-
-def frame_to_json(df: pd.DataFrame) -> dict[str, Any]:
-    """``{"columns", "dtypes", "data"}``: a lossless, index-free JSON form of a frame."""
-    return {
-        "columns": [str(c) for c in df.columns],
-        "dtypes": [str(t) for t in df.dtypes],
-        "data": [[_py(v) for v in row] for row in df.itertuples(index=False, name=None)],
-    }
-
-
-def frame_from_json(obj: Mapping[str, Any]) -> pd.DataFrame:
-    """Inverse of :func:`frame_to_json`."""
-    df = pd.DataFrame(obj["data"], columns=obj["columns"])
-    if df.empty:
-        df = pd.DataFrame({c: pd.Series(dtype=object) for c in obj["columns"]})
-    for col, dtype in zip(obj["columns"], obj["dtypes"], strict=True):
-        if dtype == "object":
-            df[col] = df[col].astype(object)
-        else:  # float64 (None -> NaN), int64, bool, str, ...
-            df[col] = df[col].astype(dtype)
-    return df
-
-
 # ------------------------------------------------------------------------------------------- sections
 
 ALLOCATION_COLUMNS = {"model": "str", "asset": "str", "sector": "str", "predicted_return": "float",
@@ -239,8 +191,6 @@ class PerformanceSection:
     def __post_init__(self) -> None:
         self.returns = _frame(self.returns, "performance.returns", RETURNS_COLUMNS)
         self.market = _frame(self.market, "performance.market", MARKET_COLUMNS)
-        self.metrics_net = _clean(self.metrics_net)
-        self.metrics_gross = _clean(self.metrics_gross)
 
 
 @dataclass
@@ -262,7 +212,6 @@ class ForecastQualitySection:
     def __post_init__(self) -> None:
         self.mae = _frame(self.mae, "forecast_quality.mae", MAE_COLUMNS)
         self.ic = _frame(self.ic, "forecast_quality.ic", IC_COLUMNS)
-        self.ic_summary = _clean(self.ic_summary)
 
     def ic_stats(self) -> dict[str, dict[str, float | None]]:
         """Mean IC, its t-statistic and the number of months per model (given, else computed)."""
@@ -313,8 +262,6 @@ class LookaheadSection:
     returns: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
-        self.point_in_time = _clean(self.point_in_time)
-        self.lag0 = _clean(self.lag0)
         self.returns = _frame(self.returns, "lookahead.returns", LOOKAHEAD_RETURNS_COLUMNS)
 
 
@@ -378,8 +325,74 @@ class ProvenanceSection:
     stage_timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.configuration = _clean(self.configuration)
         self.stage_timings = {str(k): float(v) for k, v in self.stage_timings.items()}
+
+
+SCOREBOARD_COLUMNS = {"model": "str", "kind": "str", "mae": "float", "rank_ic_mean": "float",
+                      "rank_ic_t_newey_west": "float", "rank_ic_p_newey_west": "float", "sign_hit_rate": "float",
+                      "rank_hit_rate": "float"}
+EXECUTION_COLUMNS = {"model": "str", "timing": "str", "cagr": "float", "sharpe": "float",
+                     "annual_volatility": "float", "max_drawdown": "float"}
+LEVERAGE_COLUMNS = {"model": "str", "min": "float", "p05": "float", "p50": "float", "p95": "float", "max": "float",
+                    "share_flagged": "float", "months_flagged": "int", "months": "int"}
+TRIGGER_COLUMNS = {"model": "str", "asset": "str", "months": "int"}
+
+
+@dataclass
+class ScoreboardSection:
+    """One scoreboard: every model and baseline on the same out-of-sample rows (job/scoreboard.py).
+
+    ``table``: one row per model or baseline (``kind`` = ``model`` | ``baseline``), in MAE order, with
+    ``mae``, ``rank_ic_mean``, ``rank_ic_t_newey_west``, ``rank_ic_p_newey_west``, ``sign_hit_rate``,
+    ``rank_hit_rate`` and, where present, ``rank_ic_newey_west_lag``, ``mae_rank``, ``mae_ratio_vs_<b>`` and
+    ``mae_dm_p_vs_<b>`` (``<b>`` a baseline, ``-`` as ``_``). ``start``/``end``: target months of the common
+    window; ``months``: decision months in it; ``assets``: assets scored.
+    """
+
+    table: pd.DataFrame
+    start: str = ""
+    end: str = ""
+    months: int = 0
+    assets: int = 0
+
+    def __post_init__(self) -> None:
+        self.table = _frame(self.table, "scoreboard.table", SCOREBOARD_COLUMNS)
+
+
+@dataclass
+class ExecutionSection:
+    """When the backtest trades (``backtest.execution_lag_days``; 0 = at the month-end close) and what
+    that changes: ``table`` has one row per (model, timing) with ``timing`` in {``executed``,
+    ``month_end``}: CAGR, Sharpe, volatility and maximum drawdown net of costs over the same months
+    (``start``..``end``); the benchmark and equal weight appear as models ``benchmark``/``equal_weight``."""
+
+    execution_lag_days: int
+    assumption: str
+    table: pd.DataFrame | None = None
+    start: str = ""
+    end: str = ""
+    months: int = 0
+
+    def __post_init__(self) -> None:
+        self.table = _frame(self.table, "execution.table", EXECUTION_COLUMNS)
+
+
+@dataclass
+class LeverageSection:
+    """The leverage rule against the predictions: ``quantiles`` one row per model/baseline (min, p05, p50,
+    p95, max of the predicted monthly returns, share of (month, asset) over the threshold, months with a
+    flag out of months); ``triggers`` one row per (model, asset) flagged at least once with its months;
+    ``sentence``: a plain sentence (says so when the rule never triggered)."""
+
+    threshold: float
+    sentence: str
+    quantiles: pd.DataFrame | None = None
+    triggers: pd.DataFrame | None = None
+    factor: float | None = None
+
+    def __post_init__(self) -> None:
+        self.quantiles = _frame(self.quantiles, "leverage.quantiles", LEVERAGE_COLUMNS)
+        self.triggers = _frame(self.triggers, "leverage.triggers", TRIGGER_COLUMNS)
 
 
 LOOKAHEAD_NOT_RUN = ("the lag-0 backtest was not run for this month (it doubles the backtest time); "
@@ -401,7 +414,15 @@ class ReportData:
     lookahead_not_run_reason: str = LOOKAHEAD_NOT_RUN
     title: str = "Sector rotation: monthly report"
     disclaimer: str = DISCLAIMER
-    schema_version: int = SCHEMA_VERSION
+    # Issue 15 (job/verdict.py, job/scoreboard.py, job/execution.py, job/leverage.py). ``verdict``: plain
+    # sentences computed from the metrics, shown first.
+    # ``analytics``: metrics-document sections as they are (relative, significance, distribution,
+    # drawdowns, calendar_years, deflated_sharpe, baselines), ``{section: {"models": {name: {period: ...}}}}``.
+    verdict: list[str] = field(default_factory=list)
+    scoreboard: ScoreboardSection | None = None
+    execution: ExecutionSection | None = None
+    leverage: LeverageSection | None = None
+    analytics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.as_of = month_label(self.as_of)
@@ -420,85 +441,3 @@ class ReportData:
         models = self.decision.models
         models += [m for m in dict.fromkeys(self.performance.returns["model"]) if m not in models]
         return models
-
-    # ------------------------------------------------------------------------------ JSON round trip
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-safe data: frames as ``{"columns", "dtypes", "data"}``."""
-        d, p, f, a, q, v = (self.decision, self.performance, self.forecast_quality, self.allocation,
-                            self.data_quality, self.provenance)
-        look = self.lookahead
-        return {
-            "schema_version": self.schema_version,
-            "as_of": self.as_of,
-            "title": self.title,
-            "disclaimer": self.disclaimer,
-            "decision": {"target_month": d.target_month, "chosen_model": d.chosen_model,
-                         "allocations": frame_to_json(d.allocations), "capital": _clean(d.capital),
-                         "threshold": _py(d.threshold), "factor": _py(d.factor)},
-            "performance": {"returns": frame_to_json(p.returns), "market": frame_to_json(p.market),
-                            "metrics_net": p.metrics_net, "metrics_gross": p.metrics_gross,
-                            "benchmark": p.benchmark, "cost_bps": _py(p.cost_bps), "caveat": p.caveat},
-            "forecast_quality": {"mae": frame_to_json(f.mae), "ic": frame_to_json(f.ic),
-                                 "ic_summary": f.ic_summary},
-            "allocation": {"weights": frame_to_json(a.weights), "exposure": frame_to_json(a.exposure)},
-            "lookahead": None if look is None else {
-                "point_in_time": look.point_in_time, "lag0": look.lag0,
-                "publication_lag_months": look.publication_lag_months,
-                "returns": frame_to_json(look.returns)},
-            "lookahead_not_run_reason": self.lookahead_not_run_reason,
-            "data_quality": {"synthetic": q.synthetic, "source": q.source, "passed": q.passed,
-                             "suites": [_clean(vars(s)) for s in q.suites],
-                             "sources": [_clean(vars(s)) for s in q.sources],
-                             "asset_first_months": _clean(q.asset_first_months),
-                             "asset_first_held_months": _clean(q.asset_first_held_months)},
-            "provenance": _clean(vars(v)),
-        }
-
-    def to_json(self) -> str:
-        """Deterministic JSON text (same data, same bytes); strict JSON (no NaN)."""
-        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-
-    @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> ReportData:
-        """Inverse of :meth:`to_dict`; ValueError when the schema version is newer than this code."""
-        version = int(obj.get("schema_version", 0))
-        if version > SCHEMA_VERSION:
-            raise ValueError(f"report data schema {version} is newer than this code's {SCHEMA_VERSION}")
-        d, p, f, a, q = (obj["decision"], obj["performance"], obj["forecast_quality"], obj["allocation"],
-                         obj["data_quality"])
-        look = obj.get("lookahead")
-        return cls(
-            as_of=obj["as_of"],
-            title=obj.get("title", "Sector rotation: monthly report"),
-            disclaimer=obj.get("disclaimer", DISCLAIMER),
-            decision=DecisionSection(target_month=d["target_month"], chosen_model=d["chosen_model"],
-                                     allocations=frame_from_json(d["allocations"]), capital=d["capital"],
-                                     threshold=d.get("threshold"), factor=d.get("factor")),
-            performance=PerformanceSection(returns=frame_from_json(p["returns"]),
-                                           market=frame_from_json(p["market"]),
-                                           metrics_net=p["metrics_net"], metrics_gross=p["metrics_gross"],
-                                           benchmark=p.get("benchmark", "SPY"), cost_bps=p.get("cost_bps"),
-                                           caveat=p.get("caveat", "")),
-            forecast_quality=ForecastQualitySection(mae=frame_from_json(f["mae"]), ic=frame_from_json(f["ic"]),
-                                                    ic_summary=f.get("ic_summary", {})),
-            allocation=AllocationSection(weights=frame_from_json(a["weights"]),
-                                         exposure=frame_from_json(a["exposure"])),
-            lookahead=None if look is None else LookaheadSection(
-                point_in_time=look["point_in_time"], lag0=look["lag0"],
-                publication_lag_months=look.get("publication_lag_months", 1),
-                returns=frame_from_json(look["returns"]) if look.get("returns") else None),
-            lookahead_not_run_reason=obj.get("lookahead_not_run_reason", LOOKAHEAD_NOT_RUN),
-            data_quality=DataQualitySection(synthetic=q["synthetic"], source=q["source"],
-                                            passed=q.get("passed", True), suites=q.get("suites", []),
-                                            sources=q.get("sources", []),
-                                            asset_first_months=q.get("asset_first_months", {}),
-                                            asset_first_held_months=q.get("asset_first_held_months", {})),
-            provenance=ProvenanceSection(**obj["provenance"]),
-            schema_version=SCHEMA_VERSION,
-        )
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ReportData:
-        """Parse :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))

@@ -19,12 +19,18 @@ from job.months import month_labels
 from job.report.data import (
     BENCHMARK_KEY,
     EQUAL_WEIGHT_KEY,
+    EXECUTION_COLUMNS,
+    LEVERAGE_COLUMNS,
+    SCOREBOARD_COLUMNS,
     AllocationSection,
     DecisionSection,
+    ExecutionSection,
     ForecastQualitySection,
+    LeverageSection,
     LookaheadSection,
     MetricTable,
     PerformanceSection,
+    ScoreboardSection,
 )
 
 NET_SUFFIX = "_net"
@@ -35,11 +41,14 @@ def metric_tables(doc: Mapping[str, Any]) -> tuple[MetricTable, MetricTable]:
 
     ``doc["models"][model]`` holds periods ``full``/``last_20pct`` (before costs) and ``full_net``/
     ``last_20pct_net`` (after costs); ``doc["benchmark"]`` and ``doc["equal_weight"]`` carry no costs
-    and go into both tables.
+    and go into both tables. The baselines run through the allocation (``doc["baselines"]["performance"]
+    ["models"]``: persistence, historical-mean, momentum) follow the models, under their names.
     """
     net: MetricTable = {}
     gross: MetricTable = {}
-    for model, periods in (doc.get("models") or {}).items():
+    baselines = ((doc.get("baselines") or {}).get("performance") or {}).get("models") or {}
+    models = {**(doc.get("models") or {}), **{b: v for b, v in baselines.items() if b not in (doc.get("models") or {})}}
+    for model, periods in models.items():
         net[model] = {p[: -len(NET_SUFFIX)]: m for p, m in periods.items() if p.endswith(NET_SUFFIX)}
         gross[model] = {p: m for p, m in periods.items() if not p.endswith(NET_SUFFIX)}
         if not net[model]:  # a document without cost variants: costs were zero
@@ -175,3 +184,76 @@ def lookahead_section(doc_point_in_time: Mapping[str, Any], doc_lag0: Mapping[st
     returns = pd.concat(frames, ignore_index=True) if frames else None
     return LookaheadSection(point_in_time=pit, lag0=lag0, publication_lag_months=publication_lag_months,
                             returns=returns)
+
+
+# ---- issue 15: verdict, scoreboard, execution lag, leverage, analytics ------------------------------------
+
+ANALYTICS_SECTIONS = ("relative", "significance", "distribution", "drawdowns", "calendar_years", "deflated_sharpe",
+                      "baselines")
+
+
+def _with_columns(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
+    """``frame`` with every column of ``columns`` (a figure missing from an older document: NaN)."""
+    for column in columns:
+        if column not in frame:
+            frame[column] = float("nan")
+    return frame
+
+
+def verdict_sentences(doc: Mapping[str, Any]) -> list[str]:
+    """The verdict's sentences in order, from ``doc["verdict"]`` (``sentence_1``, ``sentence_2``...)."""
+    section = doc.get("verdict") or {}
+    keys = sorted((k for k in section if k.startswith("sentence_")), key=lambda k: int(k.split("_")[1]))
+    return [str(section[k]) for k in keys if section[k]]
+
+
+def scoreboard_section(doc: Mapping[str, Any]) -> ScoreboardSection | None:
+    """The scoreboard (``doc["scoreboard"]``): one row per model and baseline, in MAE order."""
+    board = doc.get("scoreboard") or {}
+    if not board.get("models"):
+        return None
+    rows = [{"model": m, **(v.get("common") or {})} for m, v in board["models"].items()]
+    table = _with_columns(pd.DataFrame(rows), SCOREBOARD_COLUMNS)
+    if "mae_rank" in table:
+        table = table.sort_values("mae_rank", kind="stable")
+    window = board.get("window") or {}
+    return ScoreboardSection(table=table, start=str(window.get("start", "")), end=str(window.get("end", "")),
+                             months=int(window.get("months") or 0), assets=int(window.get("assets") or 0))
+
+
+def execution_section(doc: Mapping[str, Any]) -> ExecutionSection | None:
+    """Executed vs month-end trading (``doc["execution"]``), net of costs (gross for the references)."""
+    section = doc.get("execution")
+    if not section:
+        return None
+    rows = []
+    for model, periods in (section.get("models") or {}).items():
+        for timing in ("executed", "month_end"):
+            figures = periods.get(f"{timing}_net") or periods.get(timing)
+            if figures:
+                rows.append({"model": model, "timing": timing, **figures})
+    window = section.get("window") or {}
+    return ExecutionSection(execution_lag_days=int(section.get("execution_lag_days") or 0),
+                            assumption=str(section.get("assumption", "")),
+                            table=_with_columns(pd.DataFrame(rows), EXECUTION_COLUMNS) if rows else None,
+                            start=str(window.get("start", "")),
+                            end=str(window.get("end", "")), months=int(window.get("months") or 0))
+
+
+def leverage_section(doc: Mapping[str, Any]) -> LeverageSection | None:
+    """Predicted returns against the leverage threshold (``doc["leverage"]``)."""
+    section = doc.get("leverage")
+    if not section:
+        return None
+    quantiles, triggers = [], []
+    for model, entry in (section.get("models") or {}).items():
+        quantiles.append({"model": model, **(entry.get("predicted") or {})})
+        triggers += [{"model": model, "asset": a, "months": n} for a, n in (entry.get("triggers") or {}).items()]
+    return LeverageSection(threshold=float(section["threshold"]), sentence=str(section.get("sentence", "")),
+                           quantiles=_with_columns(pd.DataFrame(quantiles), LEVERAGE_COLUMNS) if quantiles else None,
+                           triggers=pd.DataFrame(triggers) if triggers else None, factor=section.get("factor"))
+
+
+def analytics_sections(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics-document sections the report shows as they are (:data:`ANALYTICS_SECTIONS`)."""
+    return {k: doc[k] for k in ANALYTICS_SECTIONS if doc.get(k)}

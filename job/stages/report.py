@@ -1,8 +1,10 @@
-"""Report stages: assemble the ReportData of a run, publish it with its HTML, re-render a published month."""
+"""Report stages: record what only the run knows, render the report from what the month publishes
+(:mod:`job.report.published`), re-render a published month."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pandas as pd
@@ -10,6 +12,7 @@ import pandas as pd
 from job import artifacts
 from job.dataset import Dataset
 from job.months import month_str
+from job.store.publish import json_bytes
 
 
 def _sources_section(dataset: Dataset) -> list[dict[str, Any]]:
@@ -44,73 +47,59 @@ def _sources_section(dataset: Dataset) -> list[dict[str, Any]]:
     return out
 
 
-def assemble(*, settings: Any, dataset: Dataset, as_of: pd.Period, run_id: str, created_at: str,
-             models: list[str], weights: pd.DataFrame, evaluation: Any, audit: Any, validation: Any,
-             params: Any, trained: dict[str, Any], timings: dict[str, float]) -> Any:
-    """The ReportData of one run, from the outputs of the stages before it."""
+def context(*, settings: Any, dataset: Dataset, run_id: str, created_at: str, models: list[str], params: Any,
+            trained: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    """What only the run knows for its report, recorded in its manifest under
+    :data:`job.report.published.CONTEXT_KEY`: the chosen model, the universe's sectors, the strategy, the
+    masked configuration, versions, git commit, model fingerprints and stage timings (provenance), the
+    ingested sources and each asset's first months (data quality). Ordered maps are lists of pairs, so
+    the manifest's sorted JSON keeps their order; the value is returned as the manifest will hold it."""
     from job.report import collect_provenance
-    from job.report.data import DataQualitySection, ReportData, ValidationSuite
-    from job.report.inputs import (
-        allocation_section,
-        decision_section,
-        forecast_quality_section,
-        lookahead_section,
-        performance_section,
-    )
-    from job.stages.evaluation import AUDIT_MODELS
 
-    result, doc = evaluation.result, evaluation.metrics
-    chosen = settings.report.default_model if settings.report.default_model in models else models[-1]
-    sectors = dict(dataset.info.sectors) or {a: a for a in dataset.assets}
-    predicted = weights[["model", "asset", "predicted"]]
-    audit_models = [m for m in models if m in AUDIT_MODELS]
-    data = ReportData(
-        as_of=month_str(as_of),
-        decision=decision_section(weights.drop(columns=["predicted"]), predicted,
-                                  target_month=month_str(as_of + 1), chosen_model=chosen, sectors=sectors,
-                                  threshold=params.threshold, factor=params.factor),
-        performance=performance_section(result.portfolio, doc, benchmark=dataset.benchmark,
-                                        cost_bps=params.cost_bps),
-        forecast_quality=forecast_quality_section(result.forecasts, result.baselines, doc),
-        allocation=allocation_section(result.weights, result.portfolio),
-        lookahead=None if audit is None else lookahead_section(
-            doc, audit.metrics, publication_lag_months=settings.data.publication_lag_months,
-            portfolio_point_in_time=result.portfolio[result.portfolio["model"].isin(audit_models)],
-            portfolio_lag0=audit.result.portfolio),
-        data_quality=DataQualitySection(
-            synthetic=dataset.synthetic, source=dataset.info.source, passed=validation.passed,
-            suites=[ValidationSuite(name=s.name, checks=s.checks, failed=s.failed, warnings=s.warnings,
-                                    worst=s.worst_example) for s in validation.suites],
-            sources=_sources_section(dataset)),
-        provenance=collect_provenance(
-            settings, run_id=run_id, created_at=created_at,
-            data_fingerprint=dataset.info.dataset_fingerprint,
-            model_fingerprints={n: r.prefix for n, r in trained.items()},
-            stage_timings=dict(timings)),
-    )
-    if audit is None:
-        data.lookahead_not_run_reason = ("the look-ahead audit runs ridge with publication lag 0; "
-                                         "ridge was not in --models, or --no-audit was given")
-    return data
+    provenance = vars(collect_provenance(
+        settings, run_id=run_id, created_at=created_at, data_fingerprint=dataset.info.dataset_fingerprint,
+        model_fingerprints={n: r.prefix for n, r in trained.items()}, stage_timings=dict(timings)))
+    provenance["stage_timings"] = list(provenance["stage_timings"].items())
+    held = [(a, month_str(pd.Period(m, freq="M") + 1) if m else None)
+            for a, m in dataset.info.asset_entry_months.items()]
+    recorded = {
+        "chosen_model": settings.report.default_model if settings.report.default_model in models else models[-1],
+        "sectors": list((dict(dataset.info.sectors) or {a: a for a in dataset.assets}).items()),
+        "strategy": params.as_dict(),
+        "min_oos_months": int(settings.backtest.min_oos_months),
+        "publication_lag_months": int(settings.data.publication_lag_months),
+        "data_quality": {"synthetic": dataset.synthetic, "source": dataset.info.source,
+                         "sources": _sources_section(dataset),
+                         "asset_first_months": list(dataset.info.asset_first_months.items()),
+                         "asset_first_held_months": held},
+        "provenance": provenance,
+    }
+    return json.loads(json_bytes(recorded))
 
 
-def publish_report(publisher: Any, data: Any) -> bytes:
-    """Write the report data and its HTML through ``publisher``; returns the HTML."""
+def publish_report(publisher: Any, recorded: dict[str, Any]) -> tuple[Any, bytes]:
+    """Render the report from what ``publisher`` has written so far and the run's ``recorded`` context
+    (:func:`context`), exactly as ``rotation report`` re-renders the month later, and write its HTML
+    through ``publisher``; returns ``(ReportData, html)``."""
     from job.report.html import render_html
+    from job.report.published import CONTEXT_KEY, report_data
 
+    pending = {"as_of": publisher.as_of, "run_id": publisher.run_id, CONTEXT_KEY: recorded,
+               "artifacts": list(publisher.artifacts.values())}
+    data = report_data(publisher.store, pending)
     html = render_html(data).encode("utf-8")
-    publisher.write_bytes(artifacts.REPORT_DATA, data.to_json().encode("utf-8"), content_type="application/json")
     publisher.write_bytes(artifacts.REPORTS, html, content_type="text/html")
-    return html
+    return data, html
 
 
 def render_published(store: Any, manifest: dict[str, Any]) -> tuple[Any, bytes, bool]:
-    """Re-render a published month: ``(ReportData, html, changed)``; ``changed`` when the HTML differs
-    from the published ``reports`` artifact (the rendering code changed since)."""
-    from job.report.artifacts import load_report_data
+    """Re-render a published month from the artifacts its manifest lists: ``(ReportData, html, changed)``;
+    ``changed`` when the HTML differs from the published ``reports`` artifact (the month's tables were
+    merged into since, or the rendering code changed)."""
     from job.report.html import render_html
+    from job.report.published import report_data
 
-    data = load_report_data(store, manifest)
+    data = report_data(store, manifest)
     html = render_html(data).encode("utf-8")
     digest = hashlib.sha256(html).hexdigest()
     published = [a for a in manifest.get("artifacts", []) if a.get("kind") == artifacts.REPORTS.name]

@@ -67,7 +67,7 @@ STRUCTURAL_KEYS = ("schema", "as_of", "run_id", "created_at", "command", "artifa
                    "complete")
 # What a complete month holds: the kinds `rotation run` publishes.
 COMPLETE_KINDS = ("forecasts", "weights", "backtest", "backtest_forecasts", "backtest_weights", "metrics",
-                  "validation", "report_data", "reports")
+                  "validation", "reports")
 Mode = Literal["replace", "merge"]
 
 __all__ = ["COMPLETE_KINDS", "Publisher", "garbage_collect", "json_bytes", "list_manifests", "new_run_id",
