@@ -454,6 +454,9 @@ class Driver:
         finally:
             self.stats.seconds = time.monotonic() - began
             self.stats.steps = len(self.steps)
+            if self.target.proxy is not None:
+                proxy = self.target.proxy
+                self.stats.faults.update({"requests": proxy.requests, "503": proxy.failed, "dropped": proxy.dropped})
         return self.stats
 
     def _choose(self) -> str:
