@@ -539,7 +539,7 @@ class Driver:
                  f"step {step.number}: {problem}", "the sequence:"]
         lines += [str(s) for s in self.steps]
         lines.append(f"replay: ROTATION_STATEFUL_SEED={self.seed} ROTATION_STATEFUL_STEPS={self.budget.steps} "
-                     f".venv/bin/pytest tests/test_stateful.py -k {self.target.name} -p no:randomly -s")
+                     f'.venv/bin/pytest tests/test_stateful.py -k "long and {self.target.name}" -s')
         return "\n".join(lines)
 
     # -- the commands -----------------------------------------------------------------------------------
