@@ -41,6 +41,7 @@ from job.dataset import Dataset
 from job.errors import ConfigError
 from job.fits import SEQUENTIAL_MODELS, FitRunner, FoldPlan, FoldResult, Planner
 from job.logs import get_logger
+from job.model_names import BASELINES
 from job.months import month_str
 from job.schedule import (
     Fold,
@@ -56,7 +57,6 @@ from job.strategy import StrategyParams, run_strategy, sweep
 log = get_logger("backtest")
 
 SCHEMES = ("walk-forward", "static")
-BASELINES = ("persistence", "historical-mean", "momentum")
 ModelFactory = Callable[..., Any]
 
 FORECAST_COLUMNS = ["model", "decision_month", "target_month", "asset", "predicted", "realised",

@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from job.model_names import BASELINES
 from job.months import month_str
 
-BASELINE_NAMES = ("persistence", "historical-mean", "momentum")
+BASELINE_NAMES = BASELINES  # the one tuple, job.model_names
 MIN_IC_ASSETS = 3
 
 

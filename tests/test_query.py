@@ -22,6 +22,7 @@ import pytest
 
 from job import artifacts as contract
 from job.errors import ExitCode, StoreUnavailable
+from job.model_names import BASELINES, FITTED_BASELINES
 from job.query import QueryError, connect, duckdb_type, flatten_metrics, query, store_views_sql
 from job.store import LocalStore, open_store
 from tests.conftest import CliResult
@@ -30,7 +31,6 @@ from tests.real_run import MODELS, MONTHS, N_ASSETS, RealRun, copy_store, real_r
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERIES = sorted((REPO_ROOT / "sql" / "queries").glob("*.sql"))
 LATEST, EARLIER = MONTHS[-1], MONTHS[0]
-BASELINES = ("historical-mean", "persistence")
 Rotation = Callable[..., CliResult]
 
 
@@ -137,8 +137,8 @@ def test_views_show_every_committed_month_once_per_model_and_asset(run: RealRun)
         models = frame.groupby("as_of").model.agg(lambda m: tuple(sorted(set(m))))
         assert models.index.tolist() == list(MONTHS) and models.nunique() == 1, kind
         assert set(MODELS) <= set(models.iloc[0]), kind
-        if kind == "forecasts":  # the baselines forecast too
-            assert set(BASELINES) <= set(models.iloc[0])
+        if kind == "forecasts":  # the fitted baselines forecast next month too
+            assert set(FITTED_BASELINES) <= set(models.iloc[0])
         assert not frame.duplicated(["as_of", "model", "asset"]).any()
         assert (frame.target_month == frame.as_of.map(lambda m: str(pd.Period(m, "M") + 1))).all()
         assert frame.groupby("as_of").run_id.nunique().eq(1).all()
@@ -146,7 +146,8 @@ def test_views_show_every_committed_month_once_per_model_and_asset(run: RealRun)
     assert (weights.gross > 0).all()
     backtest = query(run.store, "SELECT as_of, model, count(*) AS n, count(DISTINCT decision_month) AS d "
                                 "FROM backtest GROUP BY ALL")
-    assert set(zip(backtest.as_of, backtest.model, strict=True)) == {(m, x) for m in MONTHS for x in MODELS}
+    assert set(zip(backtest.as_of, backtest.model, strict=True)) == {(m, x) for m in MONTHS
+                                                                      for x in (*MODELS, *BASELINES)}
     assert (backtest.n == backtest.d).all() and (backtest.n > 12).all()
     arts = query(run.store, "SELECT kind, status FROM artifacts")
     assert set(arts.status) == {"ok"}

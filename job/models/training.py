@@ -20,7 +20,7 @@ from job import fits  # (job.fits imports job.models.registry; names are looked 
 from job.config import Settings
 from job.dataset import Dataset
 from job.logs import get_logger
-from job.model_names import BASELINES, MODEL_NAMES
+from job.model_names import FITTED_BASELINES, MODEL_NAMES
 from job.models.base import Forecaster
 from job.models.factory import build_model
 from job.models.registry import ModelRegistry, training_window
@@ -128,7 +128,7 @@ def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: 
     ``data_fingerprint`` (of the whole dataset) is recorded in new fits' metadata.
     """
     as_of = parse_month(as_of)
-    order = [n for n in MODEL_NAMES if n in names or (with_baselines and n in BASELINES)]
+    order = [n for n in MODEL_NAMES if n in names or (with_baselines and n in FITTED_BASELINES)]
     order += [n for n in names if n not in order]
     planner = fits.Planner(dataset, settings)
     plans = planner.live_plans(order, as_of)

@@ -83,7 +83,7 @@ def _months_and_days(values: pd.Series, origin: str, lines: np.ndarray) -> tuple
         i = int(np.flatnonzero(first.isna().to_numpy())[0])
         raise fail(origin, f"bad date {values.iloc[i]!r} (expected YYYY-MM, YYYYMM or YYYY-MM-DD)", line=lines[i])
     end = first + pd.offsets.MonthEnd(0)
-    last_weekday = end - pd.to_timedelta(np.maximum(end.dt.dayofweek - 4, 0), unit="D")
+    last_weekday = end - pd.to_timedelta(np.maximum(end.dt.day_of_week - 4, 0), unit="D")
     return first, day.fillna(last_weekday)
 
 
@@ -134,7 +134,7 @@ def returns_to_prices(returns: pd.DataFrame) -> pd.DataFrame:
     for asset, group in returns.sort_values(["asset", "month"]).groupby("asset", sort=False):
         first = pd.Period(group["month"].iloc[0], freq="M") - 1
         base_day = pd.Timestamp(first.end_time.date())
-        while base_day.dayofweek > 4:
+        while base_day.day_of_week > 4:
             base_day -= pd.Timedelta(days=1)
         closes = 100.0 * np.cumprod(1.0 + group["ret"].to_numpy())
         out.append(pd.DataFrame({"asset": asset, "date": [base_day, *group["day"]], "close": [100.0, *closes],
