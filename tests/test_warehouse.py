@@ -171,7 +171,8 @@ BAD_SNAPSHOTS = {
     "ragged CSV": ("VDE", lambda lines: [*lines[:50], lines[50] + ",1,2,3", *lines[51:]], 3, "line 51: malformed CSV"),
     "non-numeric Close": ("VGT", lambda lines: _set_close(lines, 100, "12.5x"), 3,
                           "Close '12.5x' is not a number"),
-    "duplicated dates": ("SPY", lambda lines: [*lines[:1000], lines[1000], *lines[1000:]], 3, "line 1002: asset=SPY date=1997-01-13: the same date twice"),
+    "duplicated dates": ("SPY", lambda lines: [*lines[:1000], lines[1000], *lines[1000:]], 3,
+                         "line 1002: asset=SPY date=1997-01-13: the same date twice"),
     "missing ticker file": ("VPU", None, 2, "unknown ticker(s) ['VPU']"),
 }
 
