@@ -227,7 +227,9 @@ def capital_chart(exposure: pd.DataFrame, models: list[str], chosen: str) -> str
             ax.step(x, wide[model].to_numpy(), where="mid", color=colors[model],
                     lw=2.0 if model == chosen else 1.0, label=model)
         ax.axhline(1.0, color="#444444", lw=0.8, ls="--")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1f}x"))
+        low, high = ax.get_ylim()  # a flat 1.0x (the rule never triggered) keeps a readable axis
+        ax.set_ylim(min(low, 0.9), max(high, 1.1))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}x" if high - low < 1 else f"{v:.1f}x"))
         ax.set_ylabel("capital deployed")
         _date_axis(ax)
         _legend(fig, ax)
@@ -256,3 +258,30 @@ def lookahead_chart(returns: pd.DataFrame, chosen: str) -> str:
         _date_axis(ax)
         _legend(fig, ax)
         return to_svg(fig, "lookahead", "Growth of $100, point in time vs look-ahead")
+
+
+def rolling_chart(frame: pd.DataFrame, model: str, benchmark: str, window: int) -> str:
+    """Rolling ``window``-month Sharpe (top; the model and the benchmark) and beta against the benchmark
+    (bottom; 1 dashed) of one model. ``frame``: index months, columns ``sharpe``, ``beta`` and
+    ``benchmark_sharpe`` (as :func:`job.analytics.rolling_frame`, labelled by each window's last month)."""
+    frame = frame.dropna(how="all")
+    if frame.empty:
+        return ""
+    x = _months_to_dates(frame.index)
+    fig = _figure(3.6)
+    with plt.rc_context(_RC):
+        top, bottom = fig.subplots(2, 1, sharex=True)
+        top.plot(x, frame["sharpe"].to_numpy(), color=PALETTE[0], lw=1.8, label=f"{model}")
+        if "benchmark_sharpe" in frame:
+            top.plot(x, frame["benchmark_sharpe"].to_numpy(), color=BENCHMARK_COLOR, lw=1.2, ls="--",
+                     label=benchmark)
+        top.axhline(0.0, color="#444444", lw=0.8)
+        top.set_ylabel(f"{window}-month Sharpe")
+        bottom.plot(x, frame["beta"].to_numpy(), color=PALETTE[1], lw=1.6, label=f"{model}: beta vs {benchmark}")
+        bottom.axhline(1.0, color="#444444", lw=0.8, ls="--")
+        bottom.set_ylabel(f"{window}-month beta")
+        _date_axis(bottom)
+        handles, labels = top.get_legend_handles_labels()
+        more, more_labels = bottom.get_legend_handles_labels()
+        fig.legend(handles + more, labels + more_labels, loc="outside upper center", ncols=3, fontsize=8)
+        return to_svg(fig, "rolling", f"Rolling {window}-month Sharpe and beta, {model}")

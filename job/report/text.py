@@ -43,7 +43,8 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right_from:
 
 
 def render_text(data: ReportData, *, where: str | None = None) -> str:
-    """A compact summary: banner if synthetic, next month's weights per model, headline metrics vs the
+    """A compact summary: banner if synthetic, the verdict and the small-sample caveat (when any), next
+    month's weights per model, headline metrics vs the
     benchmark (full span, net of costs), and where the report is (``where``)."""
     d, p = data.decision, data.performance
     out: list[str] = []
@@ -51,6 +52,11 @@ def render_text(data: ReportData, *, where: str | None = None) -> str:
         out += [f"**{SYNTHETIC_BANNER}** - source {data.data_quality.source!r} is synthetic; "
                 "the numbers describe no real market.", ""]
     out += [f"## Sector rotation: weights for {d.target_month} (as of {data.as_of}, run {data.run_id})", ""]
+    verdict = [s for s in data.verdict if s]
+    if verdict:  # the computed verdict first, one sentence a line
+        out += [*verdict, ""]
+    if p.caveat:
+        out += [p.caveat, ""]
     models = d.models
     chosen_rows = d.allocations[d.allocations["model"] == d.chosen_model]
     weight = d.allocations.set_index(["model", "asset"])["weight"]
