@@ -50,7 +50,7 @@ from job.report import (
     render_text,
 )
 from job.report.html import ENVIRONMENT, render_view
-from job.report.view import annualised_turnover, build_view, fmt, mae_verdict
+from job.report.view import annualised_turnover, build_view, fmt, heat_class, mae_verdict
 from tests.browser import assert_synthetic_report_rendered, screenshot
 
 RUN_ID = "20250201T000000Z-synthetic"
@@ -105,9 +105,110 @@ def _metrics_unchecked(r: pd.Series, bench: pd.Series, rf: pd.Series, turnover: 
     return out
 
 
+def issue15_document(ds: Dataset, preds: dict[str, np.ndarray], start: int, chosen: str) -> dict[str, object]:
+    """The metrics document of a backtest of ``preds`` (and the three baselines) through the real strategy and
+    metrics code, published as the long table and read back as the report reads it (job.report.published).
+
+    The portfolio is :func:`job.strategy.run_strategy` of the forecasts; :func:`job.metrics.summarise` adds the
+    relative, distribution, drawdown, calendar and significance sections; the scoreboard, the baselines'
+    performance, the leverage usage, a parameter sweep's deflated Sharpe and the verdict come from their modules.
+    The execution section compares the booked returns with month-end ones shifted by a seeded few basis points
+    (the fixture has no daily prices)."""
+    from job.backtest import BacktestResult
+    from job.execution import _figures, assumption
+    from job.leverage import leverage_summary
+    from job.metrics import summarise, vector_metrics
+    from job.query import flatten_metrics
+    from job.report.published import metrics_document
+    from job.scoreboard import all_forecasts, baseline_summary, scoreboard
+    from job.strategy import StrategyParams, run_strategy
+    from job.verdict import verdict_section
+
+    rng = np.random.default_rng(7)
+    params = StrategyParams(threshold=THRESHOLD, factor=FACTOR, shrinkage=SHRINKAGE, cost_bps=COST_BPS)
+    decisions = ds.months[start:-1]
+    realised = ds.labels().loc[decisions]
+    assets = list(realised.columns)
+    rate = ds.risk_free.reindex(decisions + 1).fillna(0.0).to_numpy()
+    bench, ew = realised[ds.benchmark].to_numpy(), realised.mean(axis=1).to_numpy()
+    momentum = (1 + ds.returns).rolling(11).apply(np.prod, raw=True).shift(1) - 1  # 12-1 month return
+    baselines = {"persistence": ds.returns.loc[decisions].to_numpy(),
+                 "historical-mean": ds.returns.expanding().mean().loc[decisions].to_numpy(),
+                 "momentum": momentum.loc[decisions].to_numpy()}
+
+    def frames(forecasts: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        port, rows = [], []
+        for model, pred in forecasts.items():
+            run = run_strategy(pred, realised.to_numpy(), params, rate)
+            port.append(pd.DataFrame({
+                "model": model, "decision_month": decisions, "target_month": decisions + 1,
+                "portfolio_return": run.gross_return, "portfolio_return_net": run.net_return,
+                "benchmark_return": bench, "equal_weight_return": ew, "risk_free": rate, "turnover": run.turnover,
+                "capital_deployed": run.allocation.capital, "gross_exposure": run.gross_exposure, "cost": run.cost}))
+            rows.append(pd.DataFrame({"model": model, "decision_month": np.repeat(decisions, len(assets)),
+                                      "target_month": np.repeat(decisions + 1, len(assets)),
+                                      "asset": assets * len(decisions), "predicted": pred.ravel(),
+                                      "realised": realised.to_numpy().ravel()}))
+        return pd.concat(port, ignore_index=True), pd.concat(rows, ignore_index=True)
+
+    portfolio, forecasts = frames({m: p[start:-1] for m, p in preds.items()})
+    base_portfolio, base_forecasts = frames(baselines)
+    result = BacktestResult(forecasts=forecasts, weights=pd.DataFrame(), portfolio=portfolio, baselines=base_forecasts,
+                            folds=pd.DataFrame(), scheme="static", params=params,
+                            original_window=(decisions[-len(decisions) // 5], decisions[-1]))
+    sweep = pd.DataFrame([{"model": m, "threshold": t, "factor": f, "shrinkage": k, "mode": "normalised",
+                           "cost_bps": COST_BPS, "sharpe_net": float(vector_metrics(run_strategy(
+                               preds[m][start:-1], realised.to_numpy(), StrategyParams(t, f, k, cost_bps=COST_BPS),
+                               rate).net_return, rate)["sharpe"])}
+                          for m in preds for t in (0.01, 0.02) for f in (1.0, 3.0) for k in (0.0, 0.3)])
+    doc = summarise(result, sweep=sweep)
+    executed = {}
+    for model, rows in pd.concat([portfolio, base_portfolio]).groupby("model", sort=False):
+        net = rows["portfolio_return_net"].to_numpy()
+        executed[str(model)] = {"executed_net": _figures(net, rate),
+                                "month_end_net": _figures(net + rng.normal(0.0005, 0.002, len(net)), rate)}
+    for name, series in (("benchmark", bench), ("equal_weight", ew)):
+        executed[name] = {"executed": _figures(series, rate), "month_end": _figures(series + 0.0004, rate)}
+    months = [month_str(m) for m in decisions + 1]
+    doc.update({
+        "scoreboard": scoreboard(result), "baselines": baseline_summary(result, base_portfolio),
+        "execution": {"execution_lag_days": 4, "models": executed,
+                      "assumption": assumption(4, (month_str(decisions[0]), f"{months[0]}-05", f"{months[1]}-05")),
+                      "window": {"start": months[0], "end": months[-1], "months": len(months)}},
+        "leverage": leverage_summary(all_forecasts(result), THRESHOLD, FACTOR)})
+    doc["verdict"] = verdict_section(doc, chosen)
+    return metrics_document(pd.DataFrame(flatten_metrics(doc)))
+
+
+def add_issue15_sections(data: ReportData, doc: dict[str, object], ds: Dataset, start: int) -> None:
+    """The sections of issues 14 and 15 read from ``doc`` through job/report/inputs.py, as the run reads them:
+    the verdict, scoreboard, execution, leverage and analytics, the baselines' metrics beside the models, each
+    asset's first month."""
+    from job.report.inputs import (
+        analytics_sections,
+        execution_section,
+        leverage_section,
+        metric_tables,
+        scoreboard_section,
+        verdict_sentences,
+    )
+
+    data.verdict = verdict_sentences(doc)
+    data.scoreboard, data.execution = scoreboard_section(doc), execution_section(doc)
+    data.leverage, data.analytics = leverage_section(doc), analytics_sections(doc)
+    net, gross = metric_tables({"baselines": doc["baselines"]})  # new dicts: the look-ahead audit shares the old
+    data.performance.metrics_net = {**data.performance.metrics_net, **net}
+    data.performance.metrics_gross = {**data.performance.metrics_gross, **gross}
+    first_held = month_str(ds.months[start] + 1)
+    data.data_quality.asset_first_months = dict(ds.info.asset_first_months)
+    data.data_quality.asset_first_held_months = dict.fromkeys(ds.assets, first_held)
+
+
 def make_report_data(ds: Dataset, *, sectors: dict[str, str] | None = None, seed: int = 3,
-                     lookahead: bool = True, synthetic: bool = True) -> ReportData:
-    """A complete ReportData from a synthetic dataset: toy ridge/tree/ensemble forecasts (signal + noise)."""
+                     lookahead: bool = True, synthetic: bool = True, issue15: bool = True) -> ReportData:
+    """A complete ReportData from a synthetic dataset: toy ridge/tree/ensemble forecasts (signal + noise);
+    with ``issue15`` also the sections of issues 14 and 15 (:func:`issue15_document`), else a ReportData as an
+    older run made it (those fields at their defaults)."""
     rng = np.random.default_rng(seed)
     assets = ds.assets
     sectors = sectors or {a: ("Broad market" if a == ds.benchmark else f"Sector {a}") for a in assets}
@@ -172,10 +273,11 @@ def make_report_data(ds: Dataset, *, sectors: dict[str, str] | None = None, seed
         tbl[BENCHMARK_KEY] = _metrics(bench, bench, rf)
         tbl[EQUAL_WEIGHT_KEY] = _metrics(market.set_index("month")["equal_weight_return"], bench, rf)
     alloc = pd.DataFrame(allocations)
-    as_of = ds.months[-1]
+    doc = issue15_document(ds, preds, start, "ensemble") if issue15 else None
     settings = load_settings(environ={})
     fingerprint = hashlib.sha256(ds.features.to_numpy().tobytes()).hexdigest()[:16]
-    return ReportData(
+    as_of = ds.months[-1]
+    data = ReportData(
         as_of=as_of,
         decision=DecisionSection(target_month=as_of + 1, chosen_model="ensemble", allocations=alloc,
                                  capital={m: float((g["weight"] * g["multiplier"]).sum())
@@ -200,6 +302,9 @@ def make_report_data(ds: Dataset, *, sectors: dict[str, str] | None = None, seed
                                       model_fingerprints={m: f"{m}-{fingerprint[:8]}" for m in preds},
                                       stage_timings={"ingest": 0.4, "validate": 1.2, "train": 3.5}),
     )
+    if doc is not None:
+        add_issue15_sections(data, doc, ds, start)
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -382,12 +487,17 @@ def test_injected_markup_in_data_is_escaped(dataset: Dataset) -> None:
     evil = "<script>alert('x')</script>"
     data = make_report_data(dataset)
     asset = data.decision.allocations["asset"].iloc[1]
-    for frame in (data.decision.allocations, data.forecast_quality.mae, data.allocation.weights):
+    assert data.leverage is not None and data.leverage.triggers is not None
+    for frame in (data.decision.allocations, data.forecast_quality.mae, data.allocation.weights,
+                  data.leverage.triggers):
         frame.loc[frame["asset"] == asset, "asset"] = evil
+    data.data_quality.asset_first_months = {evil if a == asset else a: m
+                                            for a, m in data.data_quality.asset_first_months.items()}
     data.data_quality.sources[0].note = f'{evil} from https://example.org/?a=1&b="2"'
     page = render_html(data)
     assert "<script" not in page and not re.search(r"https?://", page)
-    assert page.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;") >= 3  # decision, MAE, source note
+    # decision, leverage triggers, asset history, source note
+    assert page.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;") >= 4
     assert "from https:&#47;&#47;example.org/?a=1&amp;b=&#34;2&#34;" in page
     cells = {text for t in PageContent(page).tables for _, row in t["rows"] for _, text in row}  # type: ignore[misc]
     assert evil in cells and f'{evil} from https://example.org/?a=1&b="2"' in cells
@@ -511,7 +621,8 @@ def test_adapters_turn_backtest_frames_into_sections(data: ReportData) -> None:
                                                        "rank_ic_months": 89, "rank_ic_positive_share": 0.8}},
                                 "mae_by_asset": {"ridge": {"SPY": 0.02}, "persistence": {"SPY": 0.04}}}}
     net, gross = metric_tables(doc)
-    assert net == data.performance.metrics_net and gross["ridge"] == data.performance.metrics_gross["ridge"]
+    assert net == {k: v for k, v in data.performance.metrics_net.items() if k in net}  # the fixture adds baselines
+    assert gross["ridge"] == data.performance.metrics_gross["ridge"]
 
     perf = performance_section(portfolio, doc, benchmark="SPY", cost_bps=COST_BPS)
     pd.testing.assert_frame_equal(perf.returns, data.performance.returns)
@@ -546,3 +657,188 @@ def test_adapters_turn_backtest_frames_into_sections(data: ReportData) -> None:
                          lookahead=look, data_quality=data.data_quality, provenance=data.provenance)
     page = render_html(rebuilt)
     assert all(f">{t}</h2>" in page for t in SECTION_TITLES)
+
+
+# ------------------------------------------------------------------- issues 14 and 15: the new blocks
+
+GOLDEN_BEFORE_ISSUE15 = Path(__file__).parent / "data" / "report_tables_before_issue15.json"
+
+
+def _in_order(items: list[object], within: list[object]) -> bool:
+    """Whether ``items`` appear in ``within`` in the same order (other items may come between)."""
+    it = iter(within)
+    return all(any(x == y for y in it) for x in items)
+
+
+def _section(page: str, anchor: str) -> str:
+    start = page.index(f'<section id="{anchor}">')
+    return page[start:page.index("</section>", start)]
+
+
+def _table_after(content: PageContent, heading_text: str) -> list[list[str]]:
+    """The text rows of the first table whose first header cell matches, among tables of ``content``."""
+    for t in content.tables:
+        rows = t["rows"]  # type: ignore[index]
+        if rows and rows[0][1][0][1] == heading_text:  # type: ignore[index]
+            return [[text for _, text in r[1]] for r in rows]  # type: ignore[index]
+    raise AssertionError(heading_text)
+
+
+def test_report_data_without_the_new_fields_renders_as_before(dataset: Dataset) -> None:
+    """A ReportData as older runs made it (verdict, scoreboard, execution, leverage, analytics and first months
+    at their defaults) renders every heading and table the page had before, in order, and none of the new
+    blocks but those computed from the returns (calendar years, heatmap, rolling)."""
+    old = make_report_data(dataset, issue15=False)
+    page = render_html(old)
+    content = PageContent(page)
+    golden = json.loads(GOLDEN_BEFORE_ISSUE15.read_text(encoding="utf-8"))
+    assert _in_order(golden["headings"], content.headings)
+    assert _in_order(golden["tables"], [t for t in content.tables if t["section"] != "provenance"])
+    for absent in ('class="verdict"', "Scoreboard", "Traded on the execution day", "leverage rule",
+                   "Relative to SPY", "deflated Sharpe", "history</h3>", 'class="caveat"'):
+        assert absent not in page, absent
+    assert "Calendar-year returns" in page and "Monthly returns:" in page
+
+
+def test_verdict_comes_first(data: ReportData, html: str) -> None:
+    """The verdict's sentences, as computed from the metrics, open the decision before the weights table; the
+    terminal summary carries them too."""
+    assert len(data.verdict) >= 3
+    decision = _section(html, "decision")
+    weights = decision.index("<table>")
+    for sentence in data.verdict:
+        escaped = sentence.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;").replace(">", "&gt;")
+        assert 0 < decision.index(escaped) < weights, sentence
+    assert data.verdict[0].startswith("Next month's weights come from the ensemble model")
+    text = render_text(data)
+    assert all(s in text for s in data.verdict)
+    assert text.index(data.verdict[0]) < text.index("| asset")
+
+
+def test_scoreboard_replaces_the_mae_tables(data: ReportData, html: str) -> None:
+    """One scoreboard, its heading stating the common rows (months, span, assets); every model and baseline in
+    it with the published figures, baselines marked; the per-asset MAE and plain-t IC tables are gone and the
+    IC chart is labelled a per-model diagnostic."""
+    board = data.scoreboard
+    assert board is not None and board.months > 0 and board.assets == len(dataset_assets(data))
+    section = _section(html, "forecast-quality")
+    heading = (f"Scoreboard: {len(board.table)} models and baselines on the same {board.months} months "
+               f"({board.start} to {board.end}), {board.assets} assets")
+    assert f"<h3>{heading}</h3>" in section
+    rows = _table_after(PageContent(section), "Model")
+    assert rows[0][:7] == ["Model", "MAE", "Mean rank IC", "Newey-West t", "p", "Sign hit rate", "Rank hit rate"]
+    by_name = {r[0]: r for r in rows[1:]}
+    for rec in board.table.to_dict("records"):
+        label = rec["model"] + (" (baseline)" if rec["kind"] == "baseline" else "") + (
+            " (chosen)" if rec["model"] == "ensemble" else "")
+        assert by_name[label][1] == fmt(rec["mae"], "pct")
+        assert by_name[label][2] == fmt(rec["rank_ic_mean"], "num3")
+        assert by_name[label][3] == fmt(rec["rank_ic_t_newey_west"])
+    assert {"persistence (baseline)", "historical-mean (baseline)", "momentum (baseline)"} <= set(by_name)
+    assert "Information coefficient</h3>" not in section and "Mean IC" not in section
+    assert "each model on its own forecast months" in section
+
+
+def dataset_assets(data: ReportData) -> list[str]:
+    return list(dict.fromkeys(data.decision.allocations["asset"]))
+
+
+def test_performance_shows_execution_relative_distribution_and_drawdowns(data: ReportData, html: str) -> None:
+    """The execution assumption, then executed vs month-end figures with the baselines beside the models; the
+    relative-to-SPY and distribution figures; the five worst drawdowns; the deflated Sharpe of the sweep."""
+    assert data.execution is not None and data.execution.table is not None
+    section = _section(html, "performance")
+    assert section.index(data.execution.assumption.replace("'", "&#39;")) < section.index("<table>")
+    content = PageContent(section)
+    execution = {r[0]: r for r in _table_after(content, "Series")}
+    ens = data.execution.table.set_index(["model", "timing"])
+    assert execution["ensemble (chosen)"][1:3] == [fmt(ens.loc[("ensemble", "executed"), "cagr"], "pct"),
+                                                   fmt(ens.loc[("ensemble", "month_end"), "cagr"], "pct")]
+    assert "momentum (baseline)" in execution and "SPY (benchmark)" in execution
+    relative = data.analytics["relative"]["models"]["ensemble"]["full_net"]
+    assert fmt(relative["information_ratio_vs_benchmark"]) in section
+    assert fmt(relative["sharpe_difference_p_vs_benchmark"], "p").replace("<", "&lt;") in section
+    assert f"{relative['beta_vs_benchmark']:.2f}" in section
+    worst = data.analytics["distribution"]["models"]["ensemble"]["full_net"]
+    assert fmt(worst["cvar_95"], "pct") in section and fmt(worst["excess_kurtosis"]) in section
+    first = data.analytics["drawdowns"]["models"]["ensemble"]["full_net"]["1"]
+    drawdowns = [r for t in content.tables for _, r in t["rows"]  # type: ignore[misc]
+                 if [c for _, c in r][:2] == ["ensemble", "1"]]
+    assert [c for _, c in drawdowns[0]][2:5] == [fmt(first["depth"], "pct"), first["peak"], first["trough"]]
+    dsr = data.analytics["deflated_sharpe"]["by_model"]["all_models"]
+    assert "Parameter sweep: the best combination and its deflated Sharpe" in section
+    assert fmt(dsr["expected_max_sharpe"]) in section and f">{fmt(dsr['n_trials'], 'int')}<" in section
+
+
+def test_calendar_heatmap_and_rolling(data: ReportData, html: str) -> None:
+    """Calendar-year returns beside SPY, the chosen model's monthly heatmap (colour classes from the view) and
+    the rolling 36-month Sharpe and beta chart, all from the booked net returns."""
+    from job.analytics import monthly_returns_table, rolling_frame
+
+    section = _section(html, "performance")
+    rows = data.performance.returns.query("model == 'ensemble'")
+    net = pd.Series(rows["net_return"].to_numpy(), index=pd.PeriodIndex(rows["month"], freq="M"))
+    heat = monthly_returns_table(net)
+    year = int(heat.index[1])
+    content = PageContent(section)
+    heat_rows = {r[1][0][1]: r[1] for t in content.tables for r in t["rows"]  # type: ignore[misc]
+                 if t["rows"][0][1][-1][1] == "Full year"}  # type: ignore[index]
+    cells = heat_rows[str(year)]
+    assert cells[1][1] == fmt(heat.loc[year, 1], "pct") and cells[-1][1] == fmt(heat.loc[year, "year"], "pct")
+    assert cells[1][0] == heat_class(heat.loc[year, 1])
+    assert "Calendar-year returns beside SPY" in section
+    assert f"{(1 + net[net.index.year == year]).prod() - 1:.2%}".replace("%", "\u00a0%") in section
+    assert 'aria-label="Rolling 36-month Sharpe and beta, ensemble"' in section
+    assert len(rolling_frame(net, net)) == len(net) - 35
+
+
+def test_heat_class_rule() -> None:
+    assert heat_class(None) == "" and heat_class(0.004) == "h0" and heat_class(-0.004) == "h0"
+    assert heat_class(0.021) == "hp1" and heat_class(-0.05) == "hn2" and heat_class(0.5) == "hp4"
+
+
+def test_leverage_rule_is_visible(data: ReportData, html: str) -> None:
+    """The leverage sentence, the predicted returns' quantiles against the threshold per model and baseline,
+    and the assets that triggered (they did in the fixture: the threshold is 2 %)."""
+    lev = data.leverage
+    assert lev is not None and lev.triggers is not None and not lev.triggers.empty
+    section = _section(html, "allocation")
+    assert lev.sentence.replace("'", "&#39;") in section
+    tables = [[[c for _, c in r[1]] for r in t["rows"]] for t in PageContent(section).tables]  # type: ignore[attr-defined]
+    (quantiles,) = [{r[0]: r for r in rows} for rows in tables if rows[0][1] == "Lowest"]
+    q = lev.quantiles.set_index("model").loc["ridge"]  # type: ignore[union-attr]
+    assert quantiles["ridge"][1:7] == [fmt(q["min"], "pct"), fmt(q["p05"], "pct"), fmt(q["p50"], "pct"),
+                                       fmt(q["p95"], "pct"), fmt(q["max"], "pct"), fmt(lev.threshold, "pct")]
+    top = lev.triggers.iloc[0]
+    assert "Assets that triggered the rule" in section and f">{top['asset']}<" in section
+
+
+def test_leverage_never_triggered_has_no_trigger_table(dataset: Dataset) -> None:
+    from job.report.data import LeverageSection
+
+    data = make_report_data(dataset)
+    sentence = "At the 15 % threshold the leverage rule never triggered: predicted monthly returns ranged from x to y."
+    data.leverage = LeverageSection(threshold=0.15, sentence=sentence, quantiles=data.leverage.quantiles)  # type: ignore[union-attr]
+    section = _section(render_html(data), "allocation")
+    assert sentence in section and "Assets that triggered" not in section and "15.00\u00a0%" in section
+
+
+def test_small_sample_caveat_and_first_months(dataset: Dataset) -> None:
+    """Under the minimum out-of-sample span the performance section opens with the caveat (from
+    inputs.small_sample_caveat, as the run computes it); data quality lists each asset's first months."""
+    from job.report.inputs import small_sample_caveat
+
+    data = make_report_data(dataset)
+    months = data.performance.returns["month"].nunique()
+    data.performance.caveat = small_sample_caveat(months, 120)
+    assert data.performance.caveat
+    page = render_html(data)
+    section = _section(page, "performance")
+    assert section.index('class="caveat"') < section.index('class="assumption"') < section.index("<table>")
+    assert f"only {months} out-of-sample months" in section
+    assert data.performance.caveat in render_text(data)
+    quality = _section(page, "data-quality")
+    rows = _table_after(PageContent(quality), "Asset")
+    first = dict(data.data_quality.asset_first_months)
+    assert [r[0] for r in rows[1:]] == list(first)
+    assert all(r[2] == first[r[0]] and r[3] == data.data_quality.asset_first_held_months[r[0]] for r in rows[1:])
