@@ -617,7 +617,11 @@ class Driver:
                 os.kill(int(line.split()[0]), signal.SIGKILL)
         if leftovers:
             raise Violation(f"the signalled run left processes behind: {leftovers}")
-        if child.sent:
+        # A signal sent in the instant the run ended (not yet reaped) changed nothing: the exit code tells.
+        effective = code in ((-9,) if signum == signal.SIGKILL else (143, -15))
+        if child.sent and not effective:
+            child.sent += " (too late: the run had ended)"
+        if child.sent and effective:
             if signum == signal.SIGKILL:
                 self.stats.kills += 1
             else:
