@@ -36,6 +36,8 @@ class RunOptions:
     output: Path | None = None
     audit: bool = True
     ingest: bool = True
+    recompute: bool = False
+    cluster: str | None = None
 
 
 @dataclass
@@ -87,15 +89,18 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
 
         params = evaluation.strategy_params(settings)
         with run.stage("train_forecast"):
-            forecasts, trained = models.forecast(dataset, settings, month.as_of, store, names)
+            forecasts, trained = models.forecast(dataset, settings, month.as_of, store, names,
+                                                 recompute=options.recompute, cluster=options.cluster)
         with run.stage("allocate"):
             weights = models.allocate(forecasts[forecasts["model"].isin(names)], dataset, params)
         with run.stage("backtest"):
-            evaluated = evaluation.backtest(dataset, settings, names, params=params, scheme=options.scheme)
+            evaluated = evaluation.backtest(dataset, settings, names, params=params, scheme=options.scheme,
+                                            store=store, recompute=options.recompute, cluster=options.cluster)
         audit = None
         if month.lag0 is not None:
             with run.stage("lookahead_audit"):
-                audit = evaluation.lookahead_audit(month.lag0, settings, names, params=params, scheme=options.scheme)
+                audit = evaluation.lookahead_audit(month.lag0, settings, names, params=params, scheme=options.scheme,
+                                                   store=store, recompute=options.recompute, cluster=options.cluster)
 
         with run.stage("publish"):
             publisher = run.publisher(as_of_text, mode="replace")

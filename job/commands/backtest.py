@@ -9,6 +9,7 @@ import click
 import pandas as pd
 
 from job.app import App, pass_app
+from job.commands.options import compute_options
 from job.months import month_str, parse_month
 from job.strategy import MODES, PRESETS
 
@@ -41,18 +42,20 @@ def _floats(text: str | None, default: Sequence[float], name: str) -> tuple[floa
 @click.option("--publication-lag", type=int, metavar="MONTHS",
               help="Macro publication lag; 0 reproduces the original's look-ahead.  "
               "[default: data.publication_lag_months]")
-@click.option("--n-jobs", type=int, help="joblib workers for the fold fits.  [default: backtest.n_jobs]")
+@click.option("--n-jobs", type=int, help="Local worker processes for the fold fits.  [default: backtest.n_jobs]")
 @click.option("--sweep", "do_sweep", is_flag=True,
               help="Also evaluate a grid of (threshold, factor, shrinkage) on the forecasts; writes a sweep table.")
 @click.option("--sweep-thresholds", metavar="LIST", help="Comma-separated thresholds for --sweep.")
 @click.option("--sweep-factors", metavar="LIST", help="Comma-separated factors for --sweep.")
 @click.option("--sweep-shrinkages", metavar="LIST", help="Comma-separated shrinkages for --sweep.")
+@compute_options
 @pass_app
 def backtest(app: App, as_of: str | None, models_text: str | None, scheme: str | None, start: str | None,
              preset: str | None, threshold: float | None, factor: float | None, shrinkage: float | None,
              mode: str | None, cost_bps: float | None, publication_lag: int | None, n_jobs: int | None,
              do_sweep: bool, sweep_thresholds: str | None, sweep_factors: str | None,
-             sweep_shrinkages: str | None) -> None:
+             sweep_shrinkages: str | None, recompute: bool = False,
+             cluster: str | None = None) -> None:
     """Backtest the models month by month and publish backtest/ and metrics/ artifacts.
 
     The same backtest and metrics as `rotation run`'s, merged into the month's publication (the named
@@ -86,7 +89,7 @@ def backtest(app: App, as_of: str | None, models_text: str | None, scheme: str |
         with run.stage("backtest"):
             evaluated = evaluation.backtest(dataset, settings, names, params=params, scheme=scheme,
                                             start=parse_month(start) if start else None, n_jobs=n_jobs,
-                                            sweep_grid=grid)
+                                            sweep_grid=grid, store=store, recompute=recompute, cluster=cluster)
         if publication_lag is not None and publication_lag != settings.data.publication_lag_months:
             # A backtest at another lag (0: the original's look-ahead) must never replace the month's
             # point-in-time results; `rotation run` publishes the lag-0 audit beside them instead.

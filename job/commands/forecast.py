@@ -5,17 +5,19 @@ from __future__ import annotations
 import click
 
 from job.app import App, pass_app
-from job.commands.options import echo_models, load_month, model_options
+from job.commands.options import compute_options, echo_models, load_month, model_options
 from job.months import month_str
 
 
 @click.command()
 @model_options
+@compute_options
 @click.option("--publish/--no-publish", default=True, show_default=True,
               help="Merge the forecasts into the month's publication (forecasts/as_of=YYYY-MM/...).")
 @pass_app
 def forecast(app: App, as_of: str | None, models_text: str | None, lstm_preset: str | None,
-             publication_lag: int | None, publish: bool) -> None:
+             publication_lag: int | None, publish: bool, recompute: bool = False,
+          cluster: str | None = None) -> None:
     """Forecast next month's return of every asset with every model.
 
     Loads the newest compatible stored model (same features and configuration, trained for the as-of
@@ -35,7 +37,8 @@ def forecast(app: App, as_of: str | None, models_text: str | None, lstm_preset: 
     store = app.store()
     with session(store, app.settings, "forecast", as_of=month_str(month)) as run:
         with run.stage("train_forecast"):
-            frame, trained = models.forecast(dataset, app.settings, month, store, names)
+            frame, trained = models.forecast(dataset, app.settings, month, store, names, recompute=recompute,
+                                             cluster=cluster)
         echo_models(trained)
         table = frame.pivot(index="asset", columns="model", values="predicted").reindex(
             index=dataset.assets, columns=list(trained))

@@ -34,6 +34,17 @@ def model_options(func: Any) -> Any:
     return func
 
 
+def compute_options(func: Any) -> Any:
+    """--recompute and --cluster: where the fits run and whether stored ones are reused."""
+    func = click.option("--cluster", metavar="ADDRESS", default=None,
+                        help="Dask scheduler for the fits, e.g. tcp://scheduler:8786.  "
+                             "[default: $DASK_SCHEDULER_ADDRESS, else local processes]")(func)
+    func = click.option("--recompute", is_flag=True,
+                        help="Refit every model and forecast every month again instead of reusing the fits "
+                             "stored in the model registry.")(func)
+    return func
+
+
 def load_month(app: App, as_of: str | None, lstm_preset: str | None, publication_lag: int | None) -> tuple[Any, Any]:
     """Apply the shared model flags, then load the point-in-time dataset: ``(dataset, as-of month)``."""
     from job.stages import data

@@ -8,6 +8,7 @@ import click
 
 from job.app import App, pass_app
 from job.commands.ingest import apply_source_options, source_options
+from job.commands.options import compute_options
 from job.months import parse_month
 
 
@@ -32,13 +33,18 @@ from job.months import parse_month
 @click.option("--skip-ingest", is_flag=True, help="Use the warehouse as it is (no ingest).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Also write the HTML report here (a file, or a folder: FOLDER/report-YYYY-MM.html).")
+@compute_options
 @pass_app
 def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | None, as_of: str | None,
         models_text: str | None, lstm_preset: str | None, scheme: str | None, threshold: float | None,
         factor: float | None, shrinkage: float | None, mode: str | None, cost_bps: float | None, audit: bool,
-        skip_ingest: bool, output: Path | None) -> None:
+        skip_ingest: bool, output: Path | None, recompute: bool, cluster: str | None) -> None:
     """Run the monthly job end to end: ingest, validate, train or load, forecast, allocate, backtest,
     publish (manifest last) and report.
+
+    Every fit (the live ones, each walk-forward fold, the look-ahead audit's) is stored in the model
+    registry under its identity and reused by later runs, so a rerun or the next month fits only what is
+    new (--recompute refits everything; --cluster runs the fits on a Dask cluster).
 
     A run is a complete publication of its month: its manifest replaces the month's previous one (stage
     commands merge into it instead). Exit codes: 2 bad configuration, 3 validation failed (only
@@ -54,7 +60,8 @@ def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | 
     models = parse_model_names(models_text, app.settings)
     result = run_month(app.settings, app.warehouse, app.store(),
                        RunOptions(sources=names, as_of=parse_month(as_of) if as_of else None, models=models,
-                                  scheme=scheme, output=output, audit=audit, ingest=not skip_ingest))
+                                  scheme=scheme, output=output, audit=audit, ingest=not skip_ingest,
+                                  recompute=recompute, cluster=cluster))
     click.echo(result.summary_text)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     click.echo(f"published {result.as_of} run {result.run_id} to {result.store_uri} ({timings})")

@@ -53,14 +53,29 @@ class Evaluation:
     baseline_portfolio: pd.DataFrame | None = None
 
 
+def _registry(store: Any) -> Any:
+    if store is None:
+        return None
+    from job.models import ModelRegistry
+
+    return ModelRegistry(store)
+
+
 def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: StrategyParams,
              scheme: str | None = None, start: pd.Period | None = None, n_jobs: int | None = None,
-             sweep_grid: SweepGrid | None = None) -> Evaluation:
-    """Walk-forward (or static) backtest of ``models``, its metrics and, with ``sweep_grid``, the sweep."""
+             sweep_grid: SweepGrid | None = None, store: Any = None, recompute: bool = False,
+             cluster: str | None = None) -> Evaluation:
+    """Walk-forward (or static) backtest of ``models``, its metrics and, with ``sweep_grid``, the sweep.
+
+    With ``store``, every fit and its forecasts are reused from (and stored in) the store's model
+    registry by identity, so a rerun or the next month fits only what is new; ``recompute`` refits
+    everything; ``cluster`` sends the fits to a Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
+    """
     from job.backtest import booked_returns, sweep_result, walk_forward
     from job.metrics import decision_sections, summarise
 
-    result = walk_forward(dataset, models, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params)
+    result = walk_forward(dataset, models, settings, scheme=scheme, start=start, n_jobs=n_jobs, params=params,
+                          registry=_registry(store), recompute=recompute, cluster=cluster)
     warn_small_sample(result.portfolio, int(settings.backtest.min_oos_months))
     table = None
     if sweep_grid is not None:
@@ -101,7 +116,8 @@ AUDIT_MODELS = ("ridge",)
 
 
 def lookahead_audit(lag0: Dataset, settings: Any, models: Sequence[str], *, params: StrategyParams,
-                    scheme: str | None = None) -> Evaluation | None:
+                    scheme: str | None = None, store: Any = None,
+                    recompute: bool = False, cluster: str | None = None) -> Evaluation | None:
     """The same backtest at publication lag 0 (the original notebook's look-ahead), for the models in
     :data:`AUDIT_MODELS` that were asked for; None when none was."""
     chosen = [m for m in models if m in AUDIT_MODELS]
@@ -110,7 +126,8 @@ def lookahead_audit(lag0: Dataset, settings: Any, models: Sequence[str], *, para
     from job.backtest import walk_forward
     from job.metrics import summarise
 
-    result = walk_forward(lag0, chosen, settings, scheme=scheme, params=params)
+    result = walk_forward(lag0, chosen, settings, scheme=scheme, params=params, registry=_registry(store),
+                          recompute=recompute, cluster=cluster)
     return Evaluation(result=result, metrics=summarise(result, settings))
 
 

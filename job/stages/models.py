@@ -24,19 +24,20 @@ def sectors_of(dataset: Dataset, settings: Any) -> dict[str, str]:
 
 
 def train(dataset: Dataset, settings: Any, as_of: pd.Period, store: Store, names: list[str], *,
-          force: bool = False) -> dict[str, Any]:
-    """Train or load ``names`` (and both baselines) as of ``as_of`` into the store's model registry.
+          force: bool = False, cluster: str | None = None) -> dict[str, Any]:
+    """Train or load ``names`` (and the fitted baselines) as of ``as_of`` into the store's model registry.
 
-    Returns ``{name: TrainedModel}``; ``force`` refits the named models even when a fresh one is stored.
+    Returns ``{name: TrainedModel}``; ``force`` refits the named models even when the same fit is stored;
+    ``cluster`` fits on a Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
     """
     from job.models import ModelRegistry, data_fingerprint, train_models
 
     return train_models(names, dataset, settings, as_of, ModelRegistry(store),
-                        data_fingerprint=data_fingerprint(dataset), force=force)
+                        data_fingerprint=data_fingerprint(dataset), force=force, cluster=cluster)
 
 
-def forecast(dataset: Dataset, settings: Any, as_of: pd.Period, store: Store, names: list[str],
-             ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def forecast(dataset: Dataset, settings: Any, as_of: pd.Period, store: Store, names: list[str], *,
+             recompute: bool = False, cluster: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Next month's forecasts of ``names`` (and both baselines), trained or loaded as of ``as_of``.
 
     Returns the frame of the ``forecasts`` artifact kind (one row per model and asset; decision month
@@ -44,7 +45,7 @@ def forecast(dataset: Dataset, settings: Any, as_of: pd.Period, store: Store, na
     """
     from job.models import forecast_frame
 
-    trained = train(dataset, settings, as_of, store, names)
+    trained = train(dataset, settings, as_of, store, names, force=recompute, cluster=cluster)
     frame = forecast_frame({n: (r.model, r.prefix) for n, r in trained.items()}, dataset, as_of,
                            settings.models.lookback_months, sectors=sectors_of(dataset, settings))
     return mask_absent(frame, dataset, as_of), trained
