@@ -134,11 +134,11 @@ def baselines_sentence(doc: Mapping[str, Any]) -> str | None:
     ratio = models[closest].get(f"mae_ratio_vs_{col}")
     ratio_text = f"{ratio:.3f} times its MAE" if ratio is not None else f"MAE {models[closest]['mae']:.4f}"
     if better:
-        lead = (f"{where}, {closest} had a lower MAE than the best baseline, {base} ({100 * base_e['mae']:.2f} %)"
-                if len(better) == 1 else
-                f"{where}, {len(better)} of {len(models)} models ({', '.join(better)}) had a lower MAE than the "
-                f"best baseline, {base} ({100 * base_e['mae']:.2f} %); the best, {closest},")
-        return f"{lead}: {ratio_text} (Diebold-Mariano {_p(p)})."
+        baseline = f"the best baseline, {base} ({100 * base_e['mae']:.2f} %)"
+        if len(better) == 1:
+            return f"{where}, {closest} had a lower MAE than {baseline}: {ratio_text} (Diebold-Mariano {_p(p)})."
+        return (f"{where}, {len(better)} of {len(models)} models ({', '.join(better)}) had a lower MAE than "
+                f"{baseline}; the best of them, {closest}, had {ratio_text} (Diebold-Mariano {_p(p)}).")
     return (f"{where}, no model had a lower MAE than the best baseline, {base} ({100 * base_e['mae']:.2f} %); "
             f"the closest, {closest}, had {ratio_text} (Diebold-Mariano {_p(p)}).")
 

@@ -55,6 +55,7 @@ def test_opposite_figures_give_opposite_verdicts() -> None:
     assert bad[1].startswith("No model beat both SPY and equal weight")
     assert "the best, ensemble, had a Sharpe of 0.83 against SPY's 0.93" in bad[1] and "p = 0.45" in bad[1]
     assert "2 of 2 models (ridge, ensemble) had a lower MAE than the best baseline, historical-mean" in good[2]
+    assert good[2].endswith("the best of them, ridge, had 0.930 times its MAE (Diebold-Mariano p = 0.01).")
     assert "no model had a lower MAE than the best baseline, historical-mean (4.30 %)" in bad[2]
     assert good[3].startswith("The rank IC is significant: ridge's mean IC is +0.080 "
                               "(Newey-West t 3.10, lag 4, p < 0.01)")
