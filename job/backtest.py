@@ -41,6 +41,7 @@ from job.dataset import Dataset
 from job.errors import ConfigError
 from job.fits import SEQUENTIAL_MODELS, FitRunner, FoldPlan, FoldResult, Planner
 from job.logs import get_logger
+from job.metrics import align_risk_free
 from job.model_names import BASELINES
 from job.months import month_str
 from job.schedule import (
@@ -188,10 +189,10 @@ def risk_free_for(dataset: Dataset, months: pd.PeriodIndex, *, required: bool) -
                               hint="ingest the Fama/French or TB3MS series, or use --mode normalised")
         log.warning("no risk-free rate in the dataset: Sharpe and Sortino use 0 for all %d months", len(months))
         return np.zeros(len(months))
-    union = rf.index.union(months)
-    aligned = rf.reindex(union).ffill().reindex(months)
-    if aligned.isna().any():
-        gap = aligned.index[aligned.isna().to_numpy()]
+    aligned = align_risk_free(rf, months)
+    missing = np.isnan(aligned)
+    if missing.any():
+        gap = months[missing]
         span = month_str(gap[0]) + (f"..{month_str(gap[-1])}" if len(gap) > 1 else "")
         if required:
             raise ConfigError(f"the risk-free rate starts after {month_str(months[0])}: no rate for {span}",
@@ -199,8 +200,8 @@ def risk_free_for(dataset: Dataset, months: pd.PeriodIndex, *, required: bool) -
                                    "or use --mode normalised")
         log.warning("no risk-free rate for %s (%d months, before the first known value): 0 is used there",
                     span, len(gap))
-        aligned = aligned.fillna(0.0)
-    return aligned.to_numpy(dtype=np.float64)
+        aligned = np.where(missing, 0.0, aligned)
+    return aligned
 
 
 def booked_returns(dataset: Dataset, months: pd.PeriodIndex) -> pd.DataFrame:

@@ -154,6 +154,16 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def align_risk_free(rf: pd.Series, months: pd.Index) -> np.ndarray:
+    """The monthly rate ``rf`` on ``months``: the last known rate (forward-filled), NaN before the first one.
+
+    The one alignment rule of the risk-free rate; callers decide what a NaN means (:func:`performance`
+    raises, ``backtest.risk_free_for`` uses 0 with a warning or exits 2 in levered mode).
+    """
+    union = rf.index.union(months)
+    return rf.reindex(union).ffill().reindex(months).to_numpy(dtype=np.float64)
+
+
 def _aligned_rf(rf: pd.Series | float | None, index: pd.Index) -> np.ndarray:
     """``rf`` on ``index``: forward-filled (the last known rate), zero when no rate is given."""
     if rf is None:
@@ -162,12 +172,11 @@ def _aligned_rf(rf: pd.Series | float | None, index: pd.Index) -> np.ndarray:
         return np.full(len(index), float(rf))
     if rf.empty:
         return np.zeros(len(index))
-    union = rf.index.union(index)
-    aligned = rf.reindex(union).ffill().reindex(index)
-    if aligned.isna().any():
-        first = aligned.index[aligned.isna().to_numpy()][0]
+    aligned = align_risk_free(rf, index)
+    if np.isnan(aligned).any():
+        first = index[np.isnan(aligned)][0]
         raise ValueError(f"risk-free rate is missing for {month_label(first)} (it starts later than the returns)")
-    return aligned.to_numpy(dtype=np.float64)
+    return aligned
 
 
 def drawdown_dates(returns: pd.Series) -> dict[str, str | None]:
@@ -223,12 +232,13 @@ def performance(returns: pd.Series, rf: pd.Series | float | None = None, benchma
 
 # ---- forecasts ---------------------------------------------------------------------------------------------
 
-def rank_ic(frame: pd.DataFrame) -> pd.Series:
+def rank_ic(frame: pd.DataFrame, *, min_assets: int = 2) -> pd.Series:
     """Monthly Spearman correlation across assets of ``predicted`` and ``realised``.
 
     ``frame``: one model's rows (decision_month, asset, predicted, realised). Months where either side
-    is constant across assets (correlation undefined) are dropped. Only the assets with both values in a
-    month take part (unbalanced panels: an asset absent that month has neither).
+    is constant across assets (correlation undefined) are dropped, and so are months with fewer than
+    ``min_assets`` assets (the scoreboard asks for 3). Only the assets with both values in a month take
+    part (unbalanced panels: an asset absent that month has neither).
     """
     pred = frame.pivot(index="decision_month", columns="asset", values="predicted")
     real = frame.pivot(index="decision_month", columns="asset", values="realised")
@@ -240,6 +250,7 @@ def rank_ic(frame: pd.DataFrame) -> pd.Series:
     rr = np.where(both, rr - rr.sum(axis=1, keepdims=True) / k, 0.0)
     den = np.sqrt((rp**2).sum(axis=1) * (rr**2).sum(axis=1))
     ic = _safe_div((rp * rr).sum(axis=1), den)
+    ic[both.sum(axis=1) < min_assets] = np.nan
     return pd.Series(ic, index=pred.index, name="rank_ic").dropna()
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from job.metrics import rank_ic
 from job.model_names import BASELINES
 from job.months import month_str
 
@@ -71,19 +72,6 @@ def _wide(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     return rows.pivot(index="decision_month", columns="asset", values=column).sort_index()
 
 
-def monthly_rank_ic(pred: pd.DataFrame, real: pd.DataFrame) -> pd.Series:
-    """Spearman correlation across the assets present (finite) in both, per month."""
-    mask = pred.notna() & real.notna()
-    rp = pred.where(mask).rank(axis=1)
-    rr = real.where(mask).rank(axis=1)
-    rp = rp.sub(rp.mean(axis=1), axis=0)
-    rr = rr.sub(rr.mean(axis=1), axis=0)
-    num = (rp * rr).sum(axis=1)
-    den = np.sqrt((rp ** 2).sum(axis=1) * (rr ** 2).sum(axis=1))
-    ic = num / den.where(den > 0)
-    return ic[mask.sum(axis=1) >= MIN_IC_ASSETS].dropna().rename("rank_ic")
-
-
 def _num(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -95,7 +83,7 @@ def score(rows: pd.DataFrame) -> dict[str, Any]:
 
     pred, real = _wide(rows, "predicted"), _wide(rows, "realised")
     err = (rows["predicted"] - rows["realised"]).abs()
-    ic = monthly_rank_ic(pred, real).to_numpy(dtype=np.float64)
+    ic = rank_ic(rows, min_assets=MIN_IC_ASSETS).to_numpy(dtype=np.float64)
     test = newey_west_mean_test(ic) if len(ic) > 2 else None
     sign = ((rows["predicted"] > 0) == (rows["realised"] > 0)).mean()
     top_pred = pred.gt(pred.median(axis=1), axis=0)
