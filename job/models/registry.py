@@ -41,6 +41,7 @@ import pandas as pd
 from job.config import Settings
 from job.dataset import Dataset
 from job.errors import ConfigError, ExitCode, RotationError
+from job.jsonio import json_bytes
 from job.logs import get_logger
 from job.models.base import Forecaster, array_from_json, array_to_json
 from job.models.ensemble import EnsembleForecaster
@@ -232,10 +233,6 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True, allow_nan=False, default=str).encode()
-
-
 class ModelRegistry:
     """Fitted models in a :class:`job.store.base.Store` under ``models/``."""
 
@@ -278,7 +275,7 @@ class ModelRegistry:
                 "files": {fn: {"sha256": _sha256(data), "bytes": len(data)} for fn, data in files.items()},
                 "library_versions": library_versions(),
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.store.put_bytes(f"{prefix}/{METADATA}", _json_bytes(meta), "application/json")
+        self.store.put_bytes(f"{prefix}/{METADATA}", json_bytes(meta, strict=True), "application/json")
         log.info("saved %s", prefix, extra={"fields": {"model": meta.get("name"), "train_end": meta.get("train_end")}})
 
     # -- forecasts made by a fit -----------------------------------------------------------------------
@@ -472,7 +469,7 @@ def serialise_model(model: Forecaster, member_prefixes: dict[str, str] | None = 
             path = Path(tmp) / KERAS_FILE
             model.portable_network().save(path)
             network = path.read_bytes()
-        return {KERAS_FILE: network, STATE_FILE: _json_bytes(model.state())}
+        return {KERAS_FILE: network, STATE_FILE: json_bytes(model.state(), strict=True)}
     if isinstance(model, EnsembleForecaster):
         missing = sorted(set(model.members_) - set(member_prefixes or {}))
         if missing:
@@ -482,7 +479,7 @@ def serialise_model(model: Forecaster, member_prefixes: dict[str, str] | None = 
                  "n_steps": model.n_steps_, "n_features": model.n_features_in_, "n_assets": model.n_assets_,
                  "validation_mae": array_to_json(model.validation_mae_),
                  "validation_predictions": array_to_json(model.validation_predictions_)}
-        return {ENSEMBLE_FILE: _json_bytes(state)}
+        return {ENSEMBLE_FILE: json_bytes(state, strict=True)}
     import skops.io
 
     return {SKOPS_FILE: skops.io.dumps(model)}

@@ -11,8 +11,8 @@ import pandas as pd
 
 from job import artifacts
 from job.dataset import Dataset
+from job.jsonio import json_bytes
 from job.months import month_str
-from job.store.publish import json_bytes
 
 
 def _sources_section(dataset: Dataset) -> list[dict[str, Any]]:

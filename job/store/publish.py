@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import math
 import secrets
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -46,6 +44,7 @@ import pyarrow.parquet as pq
 from job import artifacts
 from job.artifacts import RUN_PATH_RE, Kind, check_as_of, check_run_id
 from job.errors import LockHeld
+from job.jsonio import json_bytes
 from job.logs import get_logger
 from job.store.base import ArtifactNotFound, Store
 from job.store.manifest import (
@@ -96,34 +95,6 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     if any(name is not None for name in df.index.names):
         df = df.reset_index()
     return table_bytes(pa.Table.from_pandas(df, preserve_index=False))
-
-
-def json_bytes(obj: Any) -> bytes:
-    """Stable JSON (sorted keys, 2-space indent, trailing newline); NaN and infinities become null."""
-    return (json.dumps(_finite(obj), sort_keys=True, indent=2, default=_json_default, allow_nan=False)
-            + "\n").encode("utf-8")
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy scalars
-        return _finite(obj.item())
-    if hasattr(obj, "tolist"):  # numpy arrays
-        return _finite(obj.tolist())
-    if isinstance(obj, datetime | pd.Timestamp):
-        return obj.isoformat()
-    if isinstance(obj, pd.Period):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
 def _kind(kind: Kind | str) -> Kind:

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from job.errors import ValidationFailed
+from job.jsonio import plain
 from job.months import month_str
 
 MAX_EXAMPLES = 5
-
-
-def plain(value: Any) -> Any:
-    """A JSON-serialisable version of a value from GX or pandas (NaN -> None, timestamps -> ISO dates)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, pd.Timestamp | datetime):
-        ts = pd.Timestamp(value)
-        return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if value is pd.NaT or value is pd.NA:
-        return None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)
 
 
 def _short(value: Any) -> str:
