@@ -54,7 +54,8 @@ done
 check "docker/compose.yaml" "$(tool docker-compose)" --env-file docker/.env.example -f docker/compose.yaml config -q
 
 scripts=()
-for script in entrypoint.sh scripts/build_image.sh scripts/container_smoke.sh scripts/lint_deploy.sh; do
+for script in entrypoint.sh scripts/build_image.sh scripts/container_smoke.sh scripts/lint_deploy.sh \
+    scripts/rotation-cron scripts/swift.sh scripts/test_services.sh; do
   [[ -f "$script" ]] && scripts+=("$script")
 done
 for script in "${scripts[@]}"; do

@@ -7,8 +7,6 @@ and a month's manifest is only written by a lock holder.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +60,6 @@ def session(store: Store, settings: Any, command: str, *, as_of: str | None = No
     from job.store.lock import run_lock
 
     run_id = new_run_id()
-    owner = f"rotation {command}{' ' + as_of if as_of else ''} {run_id} ({socket.gethostname()} pid {os.getpid()})"
+    owner = f"rotation {command}{' ' + as_of if as_of else ''} {run_id}"  # the lock adds host and pid
     with bind(run_id=run_id, as_of=as_of), run_lock(store, settings, owner=owner) as lock:
         yield Session(store, settings, command, lock, run_id)
