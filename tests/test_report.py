@@ -436,6 +436,15 @@ def test_html_is_deterministic(dataset: Dataset, data: ReportData, html: str) ->
     assert render_html(make_report_data(dataset)) == html
 
 
+def test_the_page_ignores_the_process_wide_matplotlib_style(data: ReportData, html: str) -> None:
+    """A library that restyles matplotlib on import (quantstats does) changes no byte of the report, so a
+    re-rendered month equals the published page whatever else the process imported."""
+    import matplotlib.pyplot as plt
+
+    with plt.style.context("ggplot"), plt.rc_context({"font.size": 14, "figure.dpi": 200}):
+        assert render_html(data) == html
+
+
 def test_lookahead_not_run_is_explained(dataset: Dataset) -> None:
     data = make_report_data(dataset, lookahead=False)
     data.lookahead_not_run_reason = "skipped because <reasons>"

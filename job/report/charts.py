@@ -9,8 +9,10 @@ no URL at all). Each function returns ``""`` when there is nothing to draw.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+from collections.abc import Iterator
 
 import matplotlib
 
@@ -44,6 +46,14 @@ _RC = {
 }
 
 
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    """matplotlib's defaults plus ours, whatever the process's global style: another library (quantstats,
+    seaborn) changing rcParams on import must not change a single byte of the report."""
+    with plt.style.context("default"), plt.rc_context(_RC):
+        yield
+
+
 def model_colors(models: list[str]) -> dict[str, str]:
     """A fixed colour per model, by position."""
     return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
@@ -61,7 +71,7 @@ def _figure(height: float = 3.2, width: float = 9.6) -> Figure:
 def to_svg(fig: Figure, name: str, title: str) -> str:
     """Render ``fig`` to deterministic SVG markup for inline HTML (no prolog, no namespaces, no URLs)."""
     buffer = io.StringIO()
-    with plt.rc_context({"svg.hashsalt": f"rotation-report-{name}", "svg.fonttype": "none"}):
+    with _style(), plt.rc_context({"svg.hashsalt": f"rotation-report-{name}", "svg.fonttype": "none"}):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None,
                                                     "Type": None})
     svg = buffer.getvalue()
@@ -127,7 +137,7 @@ def growth_chart(returns: pd.DataFrame, market: pd.DataFrame, models: list[str],
     wide = _series_frame(returns, market, "net_return")
     wealth = _wealth(wide)
     fig = _figure(3.4)
-    with plt.rc_context(_RC):
+    with _style():
         ax = fig.add_subplot()
         _label_lines(ax, wealth, models, chosen, benchmark)
         ax.set_yscale("log")
@@ -147,7 +157,7 @@ def drawdown_chart(returns: pd.DataFrame, market: pd.DataFrame, models: list[str
     wealth = _wealth(_series_frame(returns, market, "net_return"))
     drawdown = wealth / wealth.cummax() - 1.0
     fig = _figure(2.6)
-    with plt.rc_context(_RC):
+    with _style():
         ax = fig.add_subplot()
         _label_lines(ax, drawdown, models, chosen, benchmark)
         if chosen in drawdown:
@@ -174,7 +184,7 @@ def ic_chart(ic: pd.DataFrame, models: list[str], chosen: str, window: int = 12)
         return ""
     wide, order, colors, x = _by_model(ic, "ic", models)
     fig = _figure(2.8)
-    with plt.rc_context(_RC):
+    with _style():
         ax = fig.add_subplot()
         if chosen in wide:
             values = wide[chosen].to_numpy()
@@ -202,7 +212,7 @@ def weights_chart(weights: pd.DataFrame, model: str, labels: dict[str, str]) -> 
     wide = wide.fillna(0.0)
     x = _months_to_dates(wide.index)
     fig = _figure(3.4)
-    with plt.rc_context(_RC):
+    with _style():
         ax = fig.add_subplot()
         ax.stackplot(x, wide.to_numpy().T, labels=[f"{a} {labels.get(a, '')}".strip() for a in assets],
                      colors=[_AREA_COLORS[i % len(_AREA_COLORS)] for i in range(len(assets))], lw=0)
@@ -221,7 +231,7 @@ def capital_chart(exposure: pd.DataFrame, models: list[str], chosen: str) -> str
         return ""
     wide, order, colors, x = _by_model(exposure, "capital", models)
     fig = _figure(2.4)
-    with plt.rc_context(_RC):
+    with _style():
         ax = fig.add_subplot()
         for model in order:
             ax.step(x, wide[model].to_numpy(), where="mid", color=colors[model],
@@ -245,7 +255,7 @@ def lookahead_chart(returns: pd.DataFrame, chosen: str) -> str:
     wealth = _wealth(wide)
     x = _months_to_dates(wealth.index)
     fig = _figure(2.6)
-    with plt.rc_context(_RC):
+    with _style():
         ax = fig.add_subplot()
         styles = {"point_in_time": ("#0072B2", "-", "point in time"),
                   "lag0": ("#D55E00", "--", "publication lag 0 (look-ahead)")}
@@ -269,7 +279,7 @@ def rolling_chart(frame: pd.DataFrame, model: str, benchmark: str, window: int) 
         return ""
     x = _months_to_dates(frame.index)
     fig = _figure(3.6)
-    with plt.rc_context(_RC):
+    with _style():
         top, bottom = fig.subplots(2, 1, sharex=True)
         top.plot(x, frame["sharpe"].to_numpy(), color=PALETTE[0], lw=1.8, label=f"{model}")
         if "benchmark_sharpe" in frame:
