@@ -120,6 +120,8 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
                 "models": names, "scheme": evaluated.result.scheme, "strategy": params.as_dict(),
                 "dataset_fingerprint": dataset.info.dataset_fingerprint,
                 "model_prefixes": {n: r.prefix for n, r in trained.items()}, "ingest": ingest_summary,
+                "computation": {"backtest": evaluated.run_facts,
+                                "lookahead_audit": audit.run_facts if audit is not None else None},
                 CONTEXT_KEY: recorded})
         html_key = artifacts.REPORTS.key(as_of_text, run.run_id)
         if options.output is not None:

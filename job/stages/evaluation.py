@@ -52,6 +52,16 @@ class Evaluation:
     baseline_weights: pd.DataFrame | None = None  # the baselines run through the same allocation (job.scoreboard)
     baseline_portfolio: pd.DataFrame | None = None
 
+    @property
+    def run_facts(self) -> dict[str, Any]:
+        """How this run computed the backtest (seconds, executor, fits fitted or reused): they belong in
+        the manifest, not in the metrics, which are the same however the results were computed."""
+        return {k: v for k, v in self.result.info.items() if k in RUN_FACTS}
+
+
+# Keys of BacktestResult.info that describe the computation, not the results.
+RUN_FACTS = ("seconds", "n_jobs", "executor", "fits_fitted", "fits_reused", "forecasts_reused", "fits_ran_on")
+
 
 def _registry(store: Any) -> Any:
     if store is None:
@@ -87,8 +97,9 @@ def backtest(dataset: Dataset, settings: Any, models: Sequence[str], *, params: 
     months = pd.PeriodIndex(result.forecasts["decision_month"].unique())
     booked = None if table is None else booked_returns(dataset, months)  # the sweep's own (executed) returns
     doc = summarise(result, settings, sweep=table, booked=booked)  # with a sweep: the deflated Sharpe of its best
-    # Timings belong in the manifest: the metrics of a repeated month must be byte-identical.
-    doc["backtest"] = {**{k: v for k, v in result.info.items() if k != "seconds"}, "folds": len(result.folds)}
+    # How the results were computed (timings, fits reused) goes in the manifest (Evaluation.run_facts): the
+    # metrics of a cold run, a rerun, a resumed run and a cluster run must be byte-identical.
+    doc["backtest"] = {**{k: v for k, v in result.info.items() if k not in RUN_FACTS}, "folds": len(result.folds)}
     info = dataset.info
     doc["data"] = {"source": info.source, "universe": info.universe, "dataset_fingerprint": info.dataset_fingerprint,
                    "publication_lag_months": dataset.publication_lag_months}
