@@ -328,7 +328,8 @@ def test_corrupt_model_with_fail_policy_exits_3(sample_warehouse: list[str], tmp
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """With models.on_corrupt_model=fail, a tampered stored model stops the forecast with one line."""
     assert _rotation(capsys, *sample_warehouse, "train", "--models", "ridge", "--as-of", "2020-06")[0] == 0
-    model_file = next((tmp_path / "store" / "models" / "ridge").rglob("model.skops"))
+    # The live fit of 2020-06 (earlier folds of the walk-forward schedule, e.g. the last search, are stored too).
+    model_file = next((tmp_path / "store" / "models" / "ridge" / "train_end=2020-06").rglob("model.skops"))
     model_file.write_bytes(model_file.read_bytes()[:-10])
     monkeypatch.setenv("ROTATION_MODELS__ON_CORRUPT_MODEL", "fail")
     code, _, err = _rotation(capsys, *sample_warehouse, "forecast", "--models", "ridge", "--as-of", "2020-06")
