@@ -487,22 +487,6 @@ def test_exit_3_when_validation_fails_writes_only_the_validation_result(
 
 
 @pytest.mark.slow
-def test_exit_3_when_a_configured_check_fails(committed: tuple[Path, Path], tmp_path: Path) -> None:
-    """A --config TOML asking for a window the data do not have fails a critical check: exit 3."""
-    warehouse, store_dir = copy_committed(committed, tmp_path)
-    config = tmp_path / "strict.toml"
-    config.write_text('[data]\nstart = "1960-01"\n', encoding="utf-8")
-    store = open_store(str(store_dir))
-    before = store_files(store)
-    proc = rotation_subprocess(tmp_path, "--config", str(config), "--warehouse", str(warehouse), "--store",
-                               str(store_dir), "run", "--skip-ingest", *FAST)
-    assert_one_error_line(proc, code=3, says="data validation failed")
-    after = store_files(store)
-    assert all(k.startswith("validation/") for k in set(after) - set(before))
-    assert {k: after[k] for k in before} == before
-
-
-@pytest.mark.slow
 def test_exit_4_when_the_data_source_is_down(tmp_path: Path) -> None:
     """--source yahoo with every connection refused (a proxy on a closed port): exit 4, nothing published."""
     proxy = f"http://127.0.0.1:{free_port()}"

@@ -393,8 +393,10 @@ def test_cli_exits_3_and_publishes_only_the_failed_result(snapshot_warehouse: Pa
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["suite", "checks", "failed", "warnings", "worst", "example"]
     assert lines[1].split()[:4] == ["prices", "8", "1", "1"]
-    files = [p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()]
+    files = [p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()
+             and not p.relative_to(store).as_posix().startswith("locks/")]  # the run lock's guard file
     assert len(files) == 1 and files[0].startswith("validation/as_of=2025-02/run_id=")
+    assert not (store / "locks" / "run.lock").exists(), "the lock taken to record the failure was released"
     saved = json.loads((store / files[0]).read_text())
     assert saved["passed"] is False
     assert saved["failures"][0]["check"] == "returns_within_bounds"
