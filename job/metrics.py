@@ -314,7 +314,7 @@ def _extras(rows: pd.DataFrame) -> dict[str, Any]:
 
 def summarise(result: Any, settings: Any = None, *, sweep: pd.DataFrame | None = None,
               booked: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The ``metrics.json`` document of a :class:`job.backtest.BacktestResult`.
+    """The metrics document of a :class:`job.backtest.BacktestResult`.
 
     Shape: ``{"models": {model: {period: {metric: number}}}, "benchmark": {period: {...}},
     "equal_weight": {period: {...}}, "forecast_quality": {...}, "windows": {...}, "strategy": {...},

@@ -113,7 +113,7 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
         raise ConfigError(f"no DuckDB type for the contract's arrow type {arrow_type}") from None
 
 
-# -- metrics.json flattening ---------------------------------------------------------------------------
+# -- the metrics document to the long metrics table -----------------------------------------------------
 
 def flatten_metrics(obj: Any) -> list[dict[str, Any]]:
     """Flatten a metrics document into rows ``{section, model, period, metric, value, value_text, path}``.

@@ -16,19 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.fault_model import CHEAP_CONFIG  # the cheapest real monthly job, one definition
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRONTAB = REPO_ROOT / "docker" / "cron" / "crontab"
 ENV_EXAMPLE = REPO_ROOT / "docker" / "cron" / "rotation.env.example"
 WRAPPER = REPO_ROOT / "scripts" / "rotation-cron"
 SCHEDULE = r"(?P<schedule>(?:\S+\s+){4}\S+)\s+(?P<command>.+)"
-CHEAP_CONFIG = """\
-[data]
-start = "2016-01"
-[backtest]
-scheme = "static"
-min_train_months = 24
-n_jobs = 1
-"""
 
 
 @dataclass

@@ -64,7 +64,7 @@ class MetricSpec(NamedTuple):
     fmt: str
 
 
-# The metric keys the report knows (those of job/metrics.py's metrics.json), in display order. Keys a
+# The metric keys the report knows (those of job/metrics.py's metrics document), in display order. Keys a
 # metrics dict carries beyond these are shown after them with a generic format; keys it lacks are left
 # out when no series has them; WINDOW_KEYS describe the period and go into its heading instead.
 METRICS: tuple[MetricSpec, ...] = (

@@ -1,7 +1,7 @@
-"""Adapters from the backtest's frames and ``metrics.json`` to the report's sections.
+"""Adapters from the backtest's frames and the metrics document to the report's sections.
 
 They read plain frames with the columns documented on :class:`job.backtest.BacktestResult` (months as
-``pandas.Period`` or ``YYYY-MM``) and the ``metrics.json`` document of :func:`job.metrics.summarise`,
+``pandas.Period`` or ``YYYY-MM``) and the metrics document of :func:`job.metrics.summarise`,
 and import neither module, so the report stays a leaf of the package. Returns and weights are labelled
 by the month they were earned or held (``target_month``).
 """
@@ -37,7 +37,7 @@ NET_SUFFIX = "_net"
 
 
 def metric_tables(doc: Mapping[str, Any]) -> tuple[MetricTable, MetricTable]:
-    """(net, gross) metric tables from a ``metrics.json`` document.
+    """(net, gross) metric tables from a metrics document.
 
     ``doc["models"][model]`` holds periods ``full``/``last_20pct`` (before costs) and ``full_net``/
     ``last_20pct_net`` (after costs); ``doc["benchmark"]`` and ``doc["equal_weight"]`` carry no costs
@@ -79,7 +79,7 @@ def small_sample_caveat(months: int, minimum: int) -> str:
 
 def performance_section(portfolio: pd.DataFrame, doc: Mapping[str, Any], *, benchmark: str,
                         cost_bps: float | None = None, min_oos_months: int | None = None) -> PerformanceSection:
-    """Section 2 from the backtest's ``portfolio`` frame (one row per model and month) and metrics.json.
+    """Section 2 from the backtest's ``portfolio`` frame (one row per model and month) and the metrics document.
 
     With ``min_oos_months``, a span shorter than that gets :func:`small_sample_caveat` as ``caveat``."""
     months = month_labels(portfolio["target_month"])
@@ -172,7 +172,7 @@ def decision_section(weights: pd.DataFrame, forecasts: pd.DataFrame, *, target_m
 def lookahead_section(doc_point_in_time: Mapping[str, Any], doc_lag0: Mapping[str, Any], *,
                       publication_lag_months: int, portfolio_point_in_time: pd.DataFrame | None = None,
                       portfolio_lag0: pd.DataFrame | None = None) -> LookaheadSection:
-    """Section 5 from the metrics.json documents of the point-in-time and the lag-0 backtests (net of
+    """Section 5 from the metrics documents of the point-in-time and the lag-0 backtests (net of
     costs), with the two portfolio frames for the chart when given."""
     pit, _ = metric_tables(doc_point_in_time)
     lag0, _ = metric_tables(doc_lag0)
