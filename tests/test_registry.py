@@ -264,7 +264,7 @@ def test_truncated_metadata_is_a_corrupt_model(synthetic: Dataset, settings: Set
 def test_forecast_frame_has_one_row_per_model_and_asset(synthetic: Dataset, settings: Settings,
                                                         registry: ModelRegistry) -> None:
     models = train_models(["ridge"], synthetic, settings, AS_OF, registry, data_fingerprint=data_fingerprint(synthetic))
-    frame = forecast_frame({n: (r.model, r.prefix) for n, r in models.items()}, synthetic, AS_OF, 12,
+    frame = forecast_frame(models, synthetic, AS_OF, 12,
                            sectors={"SPY": "S&P 500"})
     assert len(frame) == 3 * len(synthetic.assets)
     assert set(frame["target_month"]) == {"2017-07"} and set(frame["train_end"]) == {"2017-06"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import numpy as np
 
 from job.app import App
 from job.months import parse_month
@@ -64,9 +63,10 @@ def echo_models(trained: dict[str, Any]) -> None:
     between models is printed: models are compared on the backtest's scoreboard (job/scoreboard.py).
     """
     for name, result in trained.items():
-        mae = float(np.mean(result.model.validation_mae_))
+        stored = result.metadata.get("validation_mae_mean")
+        mae = float("nan") if stored is None else float(stored)
         how = "reused" if result.reused else f"trained in {result.fit_seconds:.1f}s"
-        params = getattr(result.model, "best_params_", None) or getattr(result.model, "weights_", None)
+        params = result.params
         if params:
             params = {k: round(v, 3) if isinstance(v, float) else v for k, v in params.items()}
         click.echo(f"{name:16s} own-fit validation MAE {100 * mae:5.2f}% (diagnostic, not comparable across "

@@ -347,6 +347,15 @@ class ModelRegistry:
             out[filename] = data
         return out
 
+    def verify(self, prefix: str) -> dict[str, Any]:
+        """Check every file of the fit at ``prefix`` (size and sha256) without loading it; its metadata.
+
+        Raises CorruptModel as :meth:`load` does for a missing, truncated or modified file."""
+        prefix = prefix.rstrip("/")
+        meta = self.metadata(prefix)
+        self._verified_files(prefix, meta)
+        return meta
+
     def load(self, prefix: str, *, members: dict[str, Forecaster] | None = None) -> Forecaster:
         """The fitted model stored at ``prefix``, after verifying every file's sha256.
 

@@ -9,7 +9,9 @@ walk-forward's ``models.refit_months``: what is run live is exactly what the bac
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from job.logs import get_logger
 from job.model_names import FITTED_BASELINES, MODEL_NAMES
 from job.models.base import Forecaster
 from job.models.factory import build_model
-from job.models.registry import ModelRegistry, training_window
+from job.models.registry import CorruptModel, ModelRegistry, training_window
 from job.months import month_str, parse_month
 
 log = get_logger("models")
@@ -69,25 +71,27 @@ def fit_model(name: str, dataset: Dataset, settings: Settings, as_of: pd.Period 
     return model, summary
 
 
-def forecast_frame(models: dict[str, tuple[Forecaster, str]], dataset: Dataset, as_of: pd.Period | str,
+def forecast_frame(models: dict[str, TrainedModel], dataset: Dataset, as_of: pd.Period | str,
                    lookback: int, sectors: dict[str, str] | None = None) -> pd.DataFrame:
     """Next month's forecast of every model, one row per (model, asset), columns :data:`FORECAST_COLUMNS`.
 
-    ``models`` maps a model name to ``(fitted model, registry prefix)``; ``train_end`` and
-    ``model_fingerprint`` are read from the prefix ``models/<name>/train_end=YYYY-MM/<fingerprint>``.
-    The window ends at ``as_of``; the forecast is for ``as_of + 1``.
+    ``models`` are :func:`train_models`' results: each carries its forecast for the window ending at
+    ``as_of`` (read from the registry's forecast cache or made by its fit: the bits the walk-forward
+    publishes for that decision month) and its fit's validation error. ``train_end`` and
+    ``model_fingerprint`` come from the prefix ``models/<name>/train_end=YYYY-MM/<fingerprint>``.
+    The forecast is for ``as_of + 1``.
     """
     as_of = parse_month(as_of)
-    window = dataset.windows(lookback, pd.PeriodIndex([as_of]))
     sectors = sectors or {}
     rows = []
-    for name, (model, prefix) in models.items():
-        predicted = fits.predict_rows(model, window)[0]  # the same bits as the walk-forward's forecast
-        train_end, fingerprint = _prefix_parts(prefix)
+    for name, trained in models.items():
+        predicted = trained.forecast(dataset, as_of, lookback)
+        mae = trained.validation_mae(dataset.assets)
+        train_end, fingerprint = _prefix_parts(trained.prefix)
         for j, asset in enumerate(dataset.assets):
             rows.append({"model": name, "decision_month": month_str(as_of), "target_month": month_str(as_of + 1),
                          "asset": asset, "sector": sectors.get(asset, ""), "predicted": float(predicted[j]),
-                         "validation_mae": float(model.validation_mae_[j]), "train_end": train_end,
+                         "validation_mae": float(mae[j]), "train_end": train_end,
                          "model_fingerprint": fingerprint})
     return pd.DataFrame(rows, columns=FORECAST_COLUMNS)
 
@@ -103,14 +107,45 @@ def _prefix_parts(prefix: str) -> tuple[str, str]:
 
 @dataclass
 class TrainedModel:
-    """A fitted model ready to forecast, where it is stored, and whether it was reused."""
+    """A live fit: where it is stored, whether it was reused, its metadata and its forecast for the as-of
+    window. The fitted object itself is loaded from the registry only when asked for (``model``): a rerun
+    whose forecasts are all cached needs none of them, and loading the LSTM costs TensorFlow's import."""
 
     name: str
-    model: Forecaster
     prefix: str
     reused: bool
     fit_seconds: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    predicted: np.ndarray | None = None  # the forecast for the as-of window (target month as_of + 1)
+    loader: Callable[[], Forecaster] | None = field(default=None, repr=False)
+    _model: Forecaster | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Forecaster:
+        """The fitted model (loaded from the registry, sha256-checked, on first use)."""
+        if self._model is None:
+            if self.loader is None:
+                raise ValueError(f"no fitted {self.name} model to load")
+            self._model = self.loader()
+        return self._model
+
+    def forecast(self, dataset: Dataset, as_of: pd.Period, lookback: int) -> np.ndarray:
+        """The forecast for the window ending at ``as_of``: the stored one, else made by the model."""
+        if self.predicted is not None:
+            return np.asarray(self.predicted, dtype=np.float64)
+        return fits.predict_rows(self.model, dataset.windows(lookback, pd.PeriodIndex([as_of])))[0]
+
+    def validation_mae(self, assets: list[str]) -> np.ndarray:
+        """The fit's own validation MAE per asset (from its metadata; NaN where it had none)."""
+        stored = self.metadata.get("validation_mae")
+        if isinstance(stored, dict) and set(stored) >= set(assets):
+            return np.array([np.nan if stored[a] is None else float(stored[a]) for a in assets], dtype=np.float64)
+        return np.asarray(self.model.validation_mae_, dtype=np.float64)
+
+    @property
+    def params(self) -> dict[str, Any] | None:
+        """The chosen hyperparameters, or an ensemble's member weights (from the metadata)."""
+        return self.metadata.get("best_params") or (self.metadata.get("metrics") or {}).get("weights")
 
 
 def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: str | pd.Period,
@@ -142,7 +177,11 @@ def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: 
     for name in order:
         res = results[name]
         spec = res.plan.spec
-        model = runner.model(spec)  # may refit here: a stored fit that fails its checksum
+        if spec.fit_id not in runner.fitted:
+            try:  # a reused fit is checked (sha256 of every file) without loading it
+                registry.verify(spec.prefix)
+            except CorruptModel:
+                runner.model(spec)  # refits it (models.on_corrupt_model = "retrain") or raises
         fitted = spec.fit_id in runner.fitted
         meta = registry.metadata(spec.prefix)
         if fitted:
@@ -151,8 +190,9 @@ def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: 
                                        "fit_s": round(runner.fitted[spec.fit_id], 2)}})
         else:
             log.info("reusing stored %s", spec.prefix, extra={"fields": {"model": name}})
-        out[name] = TrainedModel(name, model, spec.prefix, not fitted,
-                                 fit_seconds=runner.fitted.get(spec.fit_id), metadata=meta)
+        out[name] = TrainedModel(name, spec.prefix, not fitted, fit_seconds=runner.fitted.get(spec.fit_id),
+                                 metadata=meta, predicted=res.predicted[0] if len(res.predicted) else None,
+                                 loader=functools.partial(runner.model, spec))
     return out
 
 

@@ -46,7 +46,7 @@ def forecast(dataset: Dataset, settings: Any, as_of: pd.Period, store: Store, na
     from job.models import forecast_frame
 
     trained = train(dataset, settings, as_of, store, names, force=recompute, cluster=cluster)
-    frame = forecast_frame({n: (r.model, r.prefix) for n, r in trained.items()}, dataset, as_of,
+    frame = forecast_frame(trained, dataset, as_of,
                            settings.models.lookback_months, sectors=sectors_of(dataset, settings))
     return mask_absent(frame, dataset, as_of), trained
 
