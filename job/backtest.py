@@ -104,25 +104,47 @@ class BacktestResult:
 
 def _forecast_frame(dataset: Dataset, model: str, fold: Fold, predicted: np.ndarray,
                     train_end: pd.Period, labels: pd.DataFrame | None = None) -> pd.DataFrame:
-    months = fold.decision_months
+    """One fold's forecasts as rows (see :func:`_forecast_frames`)."""
+    return _forecast_frames(dataset, [(model, fold, predicted, train_end)], labels)
+
+
+def _forecast_frames(dataset: Dataset, parts: Sequence[tuple[str, Fold, np.ndarray, pd.Period]],
+                     labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``(model, fold, predicted, train_end)`` parts as one frame, one row per decision month and asset.
+
+    Built in one pass over all parts (a frame per fold cost 7 ms each, 5 s for a run's ~700 folds)."""
     assets = dataset.assets
+    n = len(assets)
     labels = dataset.labels() if labels is None else labels
-    if predicted.shape != (len(months), len(assets)):
-        raise ValueError(f"model {model} predicted shape {predicted.shape}, expected {(len(months), len(assets))}")
+    for model, fold, predicted, _ in parts:
+        if predicted.shape != (len(fold.decision_months), n):
+            raise ValueError(f"model {model} predicted shape {predicted.shape}, expected "
+                             f"{(len(fold.decision_months), n)}")
+    sizes = np.array([len(fold.decision_months) for _, fold, _, _ in parts], dtype=np.int64)
+    ordinals = np.concatenate([fold.decision_months.asi8 for _, fold, _, _ in parts]) if parts else \
+        np.empty(0, dtype=np.int64)
+    months = pd.PeriodIndex.from_ordinals(ordinals, freq="M")
     # Unbalanced panels (job.dataset): an asset absent at the decision month is neither forecast nor realised.
     present = dataset.mask.reindex(index=months, columns=assets, fill_value=False).to_numpy()
+    predicted = np.vstack([p for _, _, p, _ in parts]) if parts else np.empty((0, n))
     predicted = np.where(present, predicted, np.nan)
     realised = labels.reindex(months).where(present).to_numpy(dtype=np.float64)
-    t, n = predicted.shape
+    per_row = sizes * n
+
+    def repeated(values: list[Any]) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=object), per_row)
+
+    fit_months = pd.PeriodIndex([fold.fit_month for _, fold, _, _ in parts], freq="M").repeat(per_row)
+    train_ends = pd.PeriodIndex([end for _, _, _, end in parts], freq="M").repeat(per_row)
     return pd.DataFrame({
-        "model": model,
-        "decision_month": np.repeat(months.to_numpy(), n),
-        "target_month": np.repeat((months + 1).to_numpy(), n),
-        "asset": np.tile(assets, t),
+        "model": repeated([model for model, _, _, _ in parts]),
+        "decision_month": months.repeat(n),
+        "target_month": (months + 1).repeat(n),
+        "asset": np.tile(np.asarray(assets, dtype=object), len(months)),
         "predicted": predicted.ravel(),
         "realised": realised.ravel(),
-        "fit_month": fold.fit_month,
-        "train_end": train_end,
+        "fit_month": fit_months,
+        "train_end": train_ends,
     })
 
 
@@ -322,19 +344,18 @@ def walk_forward(dataset: Dataset, model_names: Sequence[str], settings: Any, *,
     by_model: dict[str, list[FoldResult]] = {}
     for res in results:
         by_model.setdefault(res.plan.spec.model, []).append(res)
-    labels = dataset.labels()
-    frames, fold_rows = [], []
+    parts, fold_rows = [], []
     for name in wanted:
         for res in by_model[name]:
             spec = res.plan.spec
             assert spec.train_end <= res.plan.months.min(), "training label after a decision month"
             fold = Fold(fit_month=spec.fit_month, decision_months=res.plan.months)
-            frames.append(_forecast_frame(dataset, name, fold, res.predicted, spec.train_end, labels))
+            parts.append((name, fold, res.predicted, spec.train_end))
             fold_rows.append({"model": name, "fit_month": spec.fit_month, "first_decision": res.plan.months[0],
                               "last_decision": res.plan.months[-1], "n_train": spec.n_train,
                               "train_end": spec.train_end, "seconds": res.seconds, "tuned": spec.search is not False,
                               "fit_id": spec.fit_id, "fitted": res.fitted})
-    forecasts = pd.concat(frames, ignore_index=True)[FORECAST_COLUMNS]
+    forecasts = _forecast_frames(dataset, parts)[FORECAST_COLUMNS]
     folds = pd.DataFrame(fold_rows)
     weights, portfolio = evaluate(forecasts, dataset, params)
     seconds = time.perf_counter() - began
