@@ -91,15 +91,20 @@ FROM obs;
 -- lag plus max_stale months is not forward-filled (value NULL, reason 'stale').
 CREATE OR REPLACE MACRO macro_features(lag_macro, lag_market, max_stale) AS TABLE
 WITH avail AS (SELECT * FROM macro_available(lag_macro, lag_market)),
+-- The last decision month that may still use a period, precomputed so that the join below has two plain
+-- column inequalities (an IEJoin) instead of a nested loop filtered afterwards (2.7 s -> 0.7 s, 190k rows).
+windowed AS (
+    SELECT *, CAST(period + to_months(lag_months + max_stale + 3) AS DATE) AS usable_until FROM avail
+),
 known AS (
     SELECT d.month, d.decision_date, a.series, a.period, a.tcode, a.lag_months,
            arg_max(a.value, a.available_at) AS value,
            max(a.available_at) AS available_at,
            arg_max(a.vintage, a.available_at) AS vintage
     FROM decision_months d
-    JOIN avail a
+    JOIN windowed a
       ON a.available_at <= d.decision_date
-     AND a.period >= d.month - to_months(a.lag_months + max_stale + 3)
+     AND a.usable_until >= d.month
     GROUP BY ALL
 ),
 ranked AS (
