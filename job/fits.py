@@ -66,6 +66,8 @@ ModelFactory = Callable[..., Any]
 # Fitted locally in this process, not in pool workers: TensorFlow already uses both cores for one fit and
 # each worker would import its own (~2 GB). On a Dask cluster they run on the workers like the others.
 SEQUENTIAL_MODELS = frozenset({"lstm"})
+# At most this many pool-eligible fits run in this process rather than on the local pool (not on a cluster).
+SMALL_BATCH = 4
 
 
 # ---- identities and plans -------------------------------------------------------------------------------------
@@ -592,7 +594,11 @@ class FitRunner:
                 self._waiting.setdefault(searched.fit_id, []).append(st)
         total = len(to_fit) + sum(1 for st in ready if st not in to_fit)
         bar = Progress(f"{self.label}: fits", total)
-        with make_executor(fit_task, self.dataset, n_jobs=self.n_jobs, cluster=self.cluster) as ex:
+        pooled = sum(1 for st in [*to_fit, *ready] if st.spec.model not in SEQUENTIAL_MODELS)
+        # A handful of fits (next month's: one new fold per model) cost less than starting the pool's
+        # workers (a spawned interpreter importing the libraries, ~2-3 s each): fit them here.
+        n_jobs = self.n_jobs if pooled > SMALL_BATCH else 1
+        with make_executor(fit_task, self.dataset, n_jobs=n_jobs, cluster=self.cluster) as ex:
             self.stats.executor = ex.kind
             for st in ready:
                 ex.submit(self._task(st), label=st.spec.label, local_only=st.spec.model in SEQUENTIAL_MODELS)
