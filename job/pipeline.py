@@ -48,6 +48,7 @@ class RunResult:
     summary_text: str
     store_uri: str
     timings: dict[str, float]
+    published: bool = True  # False: the month was already published from identical inputs
 
 
 def _check_output(output: Path | None) -> None:
@@ -64,6 +65,7 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
     from job import artifacts
     from job.report import render_text
     from job.report.published import CONTEXT_KEY
+    from job.run_inputs import INPUTS_KEY
     from job.stages import data, evaluation, models, report
     from job.stages.session import session
     from job.store.publish import write_failed_validation
@@ -76,6 +78,12 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
         if options.ingest:
             with run.stage("ingest"):
                 ingest_summary = data.ingest(settings, warehouse_path, options.sources)
+        inputs = data.run_inputs(settings, warehouse_path, as_of=options.as_of, models=names,
+                                 scheme=options.scheme, audit=options.audit)
+        if inputs is not None and not options.recompute:
+            done = _already_published(store, inputs, options.output)
+            if done is not None:
+                return done
         month = data.prepare(settings, warehouse_path, as_of=options.as_of, audit=options.audit, timed=run.stage)
         as_of_text = month_str(month.as_of)
         set_context(as_of=as_of_text)
@@ -120,6 +128,7 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
                 "models": names, "scheme": evaluated.result.scheme, "strategy": params.as_dict(),
                 "dataset_fingerprint": dataset.info.dataset_fingerprint,
                 "model_prefixes": {n: r.prefix for n, r in trained.items()}, "ingest": ingest_summary,
+                INPUTS_KEY: inputs,
                 "computation": {"backtest": evaluated.run_facts,
                                 "lookahead_audit": audit.run_facts if audit is not None else None},
                 CONTEXT_KEY: recorded})
@@ -133,3 +142,39 @@ def run_month(settings: Any, warehouse_path: Path, store: Any, options: RunOptio
         summary = render_text(report_data, where=f"{store.uri}/{html_key}")
         return RunResult(as_of=as_of_text, run_id=run.run_id, manifest=manifest, summary_text=summary,
                          store_uri=store.uri, timings=dict(run.timings))
+
+
+def _already_published(store: Any, inputs: dict[str, Any], output: Path | None) -> RunResult | None:
+    """The month's publication when it was made from exactly ``inputs`` and every file verifies (then
+    nothing is recomputed or published; ``--output`` gets the published report); None otherwise."""
+    from job import artifacts
+    from job.run_inputs import already_published
+    from job.store.manifest import read_manifest, verify_manifest
+
+    as_of = inputs["as_of"]
+    set_context(as_of=as_of)
+    manifest = read_manifest(store, as_of)
+    if not already_published(manifest, inputs):
+        return None
+    assert manifest is not None
+    problems = verify_manifest(store, manifest)
+    if problems:
+        log.warning("%s was published from these inputs but %d file(s) fail verification (%s); running it again",
+                    as_of, len(problems), problems[0])
+        return None
+    run_id = str(manifest["run_id"])
+    html_key = artifacts.REPORTS.key(as_of, run_id)
+    log.info("%s is already published from identical inputs (run %s, %d files verified); nothing to do",
+             as_of, run_id, len(manifest["artifacts"]),
+             extra={"fields": {"published_run_id": run_id, "inputs": inputs["fingerprint"][:16]}})
+    if output is not None:
+        from job.report.artifacts import write_output
+
+        target = output / f"report-{as_of}.html" if output.is_dir() else output
+        write_output(target, store.get_bytes(html_key))
+        log.info("report written to %s", target)
+    summary = (f"{as_of} is already published from identical inputs (data, configuration, models, code and "
+               f"libraries): run {run_id}, every file verified; nothing was recomputed or published "
+               f"(--recompute runs it again).\nreport: {store.uri}/{html_key}")
+    return RunResult(as_of=as_of, run_id=run_id, manifest=manifest, summary_text=summary, store_uri=store.uri,
+                     timings={}, published=False)

@@ -133,6 +133,8 @@ def call_cli(argv: list[str], env: dict[str, str]) -> Outcome:
 
 # -- signalled runs: processes forked from a warm forkserver ------------------------------------------------
 
+ALREADY_PUBLISHED = "is already published from identical inputs"  # what an unchanged rerun prints
+
 PRELOAD = ["job.cli", "job.commands.run", "job.pipeline", "job.stages.data", "job.stages.models",
            "job.stages.evaluation", "job.stages.report", "job.store.s3", "job.store.publish", "job.query",
            "tests.fault_model"]
@@ -762,6 +764,14 @@ class Driver:
                 raise Violation(f"{month} was published and is gone")
             mine = p.get("month") == month
             if old is not None and old.sha == new.sha:
+                if ok and mine and step.action == "run" and ALREADY_PUBLISHED in outcomes[0].stdout:
+                    # a run of inputs the month was published from publishes nothing: only after a run
+                    # of the same models (a stage command since, or other models, would change them)
+                    self.stats.check("unchanged rerun")
+                    if old.command != "run" or sorted(old.models) != sorted(p["models"]) or not old.complete:
+                        raise Violation(f"run said {month} was already published from its inputs, but the "
+                                        f"month's last publication was {old.command} of {old.models}")
+                    continue
                 if ok and mine and step.action != "contended":
                     raise Violation(f"{step.action} exited 0 but {month}'s manifest did not change")
                 continue

@@ -174,7 +174,12 @@ def run_twice(kind: str, tmp_path_factory: pytest.TempPathFactory, endpoint: str
         manifest1 = read_manifest(store, SAMPLE_AS_OF)
         assert manifest1 is not None
         frames1 = run_frames(store, manifest1)
+        # The second run changes a setting that changes no result (report.default_model names a model
+        # that did not run): its inputs differ, so it publishes again, and the tests below check that the
+        # republished month is the same (an unchanged rerun publishes nothing: test_an_unchanged_rerun_...).
+        mp.setenv("ROTATION_REPORT__DEFAULT_MODEL", "lstm")
         second = invoke(*group, "--log-format", "json", "run", "--source", "sample", *fast)
+        mp.delenv("ROTATION_REPORT__DEFAULT_MODEL")
         assert second.exit_code == 0, second.stderr
         manifest2 = read_manifest(store, SAMPLE_AS_OF)
         assert manifest2 is not None
@@ -340,6 +345,48 @@ def test_output_to_a_folder_names_the_file_by_month(local_runs: TwoRuns, tmp_pat
     assert result.exit_code == 0, result.stderr
     assert [p.name for p in folder.iterdir()] == [f"report-{SAMPLE_AS_OF}.html"]
     assert f">{SECTION_TITLES[-1]}</h2>" in (folder / f"report-{SAMPLE_AS_OF}.html").read_text(encoding="utf-8")
+
+
+def test_an_unchanged_rerun_verifies_the_month_and_publishes_nothing(local_runs: TwoRuns, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second run's exact inputs again (data, settings, models, code): the month is found published
+    from them, its files verified, and nothing is recomputed or written; --output gets the published report.
+    After any change of its inputs (here the strategy's costs) the month is run and published again."""
+    store = tmp_path / "artifacts"
+    shutil.copytree(Path(local_runs.store.uri), store)
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(local_runs.warehouse, warehouse)
+    group = ("--warehouse", str(warehouse), "--store", str(store))
+    files = {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and "locks" not in p.parts}
+    monkeypatch.setenv("ROTATION_REPORT__DEFAULT_MODEL", "lstm")  # as the second run
+    output = tmp_path / "out"
+    output.mkdir()
+    again = invoke(*group, "run", "--source", "sample", *FAST, "--output", str(output))
+    assert again.exit_code == 0, again.stderr
+    run_id = local_runs.manifest2["run_id"]
+    assert f"{SAMPLE_AS_OF} is already published from identical inputs" in again.stdout
+    assert f"run {run_id}" in again.stdout and "stage train_forecast" not in again.stderr
+    after = {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and "locks" not in p.parts}
+    assert after == files  # not one byte written, manifest included
+    report = next(a for a in local_runs.manifest2["artifacts"] if a["path"].endswith("report.html"))
+    written = output / f"report-{SAMPLE_AS_OF}.html"
+    assert hashlib.sha256(written.read_bytes()).hexdigest() == report["sha256"]
+
+    # a damaged file of the month: verified, found, and the month is run again (and repaired)
+    damaged = store / next(a["path"] for a in local_runs.manifest2["artifacts"] if a["path"].endswith(".parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:-5])
+    repaired = invoke(*group, "run", "--source", "sample", *FAST)
+    assert repaired.exit_code == 0, repaired.stderr
+    assert "fail verification" in repaired.stderr and "already published" not in repaired.stdout
+    manifest = read_manifest(open_store(str(store)), SAMPLE_AS_OF)
+    assert manifest is not None and manifest["run_id"] > run_id
+    assert verify_manifest(open_store(str(store)), manifest) == []
+
+    monkeypatch.setenv("ROTATION_STRATEGY__COST_BPS", "25")
+    changed = invoke(*group, "run", "--source", "sample", *FAST)
+    assert changed.exit_code == 0, changed.stderr
+    assert "already published" not in changed.stdout
+    assert read_manifest(open_store(str(store)), SAMPLE_AS_OF)["run_id"] > manifest["run_id"]  # type: ignore[index]
 
 
 # ----------------------------------------------------------------------------------------------- browser

@@ -63,5 +63,7 @@ def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | 
                                   scheme=scheme, output=output, audit=audit, ingest=not skip_ingest,
                                   recompute=recompute, cluster=cluster))
     click.echo(result.summary_text)
+    if not result.published:
+        return
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     click.echo(f"published {result.as_of} run {result.run_id} to {result.store_uri} ({timings})")

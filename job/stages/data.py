@@ -10,6 +10,7 @@ import pandas as pd
 
 from job.dataset import Dataset
 from job.errors import DataError
+from job.months import month_str
 
 
 def ingest(settings: Any, warehouse_path: str | Path, sources: list[str]) -> dict[str, Any]:
@@ -72,6 +73,24 @@ def prepare(settings: Any, warehouse_path: str | Path, *, as_of: pd.Period | Non
             with stage("dataset_lag0"):
                 prepared.lag0, _ = warehouse.build_dataset(con, settings, as_of=month, publication_lag=0)
     return prepared
+
+
+def run_inputs(settings: Any, warehouse_path: str | Path, *, as_of: pd.Period | None, models: list[str],
+               scheme: str | None, audit: bool) -> dict[str, Any] | None:
+    """What a run of ``as_of`` (default: the last month the data support) on this warehouse is a function
+    of (:mod:`job.run_inputs`); None when the warehouse cannot say (no data: the run fails on it later)."""
+    from job import warehouse
+    from job.run_inputs import run_inputs as record
+    from job.run_inputs import warehouse_fingerprint
+
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        try:
+            month = as_of or warehouse.default_as_of(con, settings)
+            source = str(warehouse.latest_ingest(con)["source"])
+        except (DataError, TypeError, KeyError):
+            return None
+        return record(settings=settings, as_of=month_str(month), models=models, scheme=scheme, audit=audit,
+                      source=source, warehouse=warehouse_fingerprint(con))
 
 
 def load(settings: Any, warehouse_path: str | Path, *, as_of: pd.Period | None = None,
