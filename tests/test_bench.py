@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["bench_sweep", "bench_ingest", "bench_walk_forward", "bench_lstm", "bench_run"]
+SCRIPTS = ["bench_sweep", "bench_ingest", "bench_walk_forward", "bench_lstm", "bench_run", "bench_monthly"]
 
 
 @pytest.mark.slow
