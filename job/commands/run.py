@@ -47,9 +47,11 @@ def run(app: App, source: str | None, snapshot_dir: str | None, universe: str | 
     new (--recompute refits everything; --cluster runs the fits on a Dask cluster).
 
     A run is a complete publication of its month: its manifest replaces the month's previous one (stage
-    commands merge into it instead). Exit codes: 2 bad configuration, 3 validation failed (only
-    validation.json is written), 4 data source down, 5 store unavailable, 6 another live run kept the
-    lock for store.lock_wait_s.
+    commands merge into it instead). A run whose inputs (data, settings, models, code, libraries) are
+    those the month was published from verifies the month and publishes nothing (--recompute runs it).
+
+    Exit codes: 2 bad configuration, 3 validation failed (only validation.json is written), 4 data source
+    down, 5 store unavailable, 6 another live run kept the lock for store.lock_wait_s.
     """
     from job.models import parse_model_names
     from job.pipeline import RunOptions, run_month
