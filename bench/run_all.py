@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "lstm": ("bench.bench_lstm", []),
     "walk_forward": ("bench.bench_walk_forward", []),
     "run": ("bench.bench_run", []),
+    "monthly": ("bench.bench_monthly", []),
 }
 
 
