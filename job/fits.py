@@ -594,7 +594,8 @@ class FitRunner:
                 self._waiting.setdefault(searched.fit_id, []).append(st)
         total = len(to_fit) + sum(1 for st in ready if st not in to_fit)
         bar = Progress(f"{self.label}: fits", total)
-        pooled = sum(1 for st in [*to_fit, *ready] if st.spec.model not in SEQUENTIAL_MODELS)
+        pooled = sum(1 for st in {id(st): st for st in [*to_fit, *ready]}.values()
+                     if st.spec.model not in SEQUENTIAL_MODELS)
         # A handful of fits (next month's: one new fold per model) cost less than starting the pool's
         # workers (a spawned interpreter importing the libraries, ~2-3 s each): fit them here.
         n_jobs = self.n_jobs if pooled > SMALL_BATCH else 1
