@@ -149,11 +149,14 @@ def _already_published(store: Any, inputs: dict[str, Any], output: Path | None) 
     nothing is recomputed or published; ``--output`` gets the published report); None otherwise."""
     from job import artifacts
     from job.run_inputs import already_published
-    from job.store.manifest import read_manifest, verify_manifest
+    from job.store.manifest import DamagedManifest, read_manifest, verify_manifest
 
     as_of = inputs["as_of"]
     set_context(as_of=as_of)
-    manifest = read_manifest(store, as_of)
+    try:
+        manifest = read_manifest(store, as_of)
+    except DamagedManifest:  # unreadable: not a publication of these inputs; the run replaces it
+        return None
     if not already_published(manifest, inputs):
         return None
     assert manifest is not None

@@ -382,6 +382,14 @@ def test_an_unchanged_rerun_verifies_the_month_and_publishes_nothing(local_runs:
     assert manifest is not None and manifest["run_id"] > run_id
     assert verify_manifest(open_store(str(store)), manifest) == []
 
+    # a truncated manifest is not a publication of anything: the month is run and published again
+    manifest_file = store / "runs" / f"as_of={SAMPLE_AS_OF}" / "manifest.json"
+    manifest_file.write_bytes(manifest_file.read_bytes()[:40])
+    rewritten = invoke(*group, "run", "--source", "sample", *FAST)
+    assert rewritten.exit_code == 0, rewritten.stderr
+    manifest = read_manifest(open_store(str(store)), SAMPLE_AS_OF)
+    assert manifest is not None and verify_manifest(open_store(str(store)), manifest) == []
+
     monkeypatch.setenv("ROTATION_STRATEGY__COST_BPS", "25")
     changed = invoke(*group, "run", "--source", "sample", *FAST)
     assert changed.exit_code == 0, changed.stderr
