@@ -177,13 +177,15 @@ def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: 
     for name in order:
         res = results[name]
         spec = res.plan.spec
+        meta: dict[str, Any] | None = None
         if spec.fit_id not in runner.fitted:
             try:  # a reused fit is checked (sha256 of every file) without loading it
-                registry.verify(spec.prefix)
+                meta = registry.verify(spec.prefix)
             except CorruptModel:
                 runner.model(spec)  # refits it (models.on_corrupt_model = "retrain") or raises
         fitted = spec.fit_id in runner.fitted
-        meta = registry.metadata(spec.prefix)
+        if meta is None:  # fitted by this run (now or just above): its metadata was just written
+            meta = registry.metadata(spec.prefix)
         if fitted:
             log.info("fitted %s as of %s", name, month_str(as_of),
                      extra={"fields": {"model": name, "rows": spec.n_train, "prefix": spec.prefix,
