@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from job.cluster import executor as make_executor
 from job.dataset import Dataset
@@ -68,6 +68,10 @@ ModelFactory = Callable[..., Any]
 SEQUENTIAL_MODELS = frozenset({"lstm"})
 # At most this many pool-eligible fits run in this process rather than on the local pool (not on a cluster).
 SMALL_BATCH = 4
+# Fits that need no search (ridge's months, a tuning period's carried refits) travel to a worker in tasks of
+# at most this many: 346 one-fit tasks of a ridge + tree backfill cost the Dask cluster +16-23 % over the
+# local pool in scheduling and round trips (BENCHMARKS.md 7); a task still lasts about a second.
+BATCH_FITS = 12
 
 
 # ---- identities and plans -------------------------------------------------------------------------------------
@@ -268,10 +272,23 @@ class FitOutcome:
     ran_on: str = ""
 
 
+@functools.cache
+def _controller() -> ThreadpoolController:
+    # threadpool_limits() scans the process's loaded libraries on every call (~4-7 ms; two calls per fit were
+    # 2.2 s of a 173-fit backfill's CPU per model); one controller per process, built at the first fit, when
+    # numpy's and scipy's BLAS are loaded (TensorFlow's kernels do not use them).
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread (the bit-for-bit rule in the module docstring)."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
 def predict_rows(model: Any, X: np.ndarray) -> np.ndarray:
     """``model.predict`` one window at a time under one BLAS thread: a month's forecast does not depend on
     which other months were forecast with it, nor on the machine's thread count."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         rows = [np.asarray(model.predict(X[i:i + 1]), dtype=np.float64).reshape(-1) for i in range(len(X))]
     return np.vstack(rows) if rows else np.empty((0, 0))
 
@@ -289,7 +306,7 @@ def fit_task(task: FitTask, dataset: Dataset) -> FitOutcome:
                           f"({', '.join(f'{k} {a} here, {b} there' for k, (a, b) in different.items())})",
                           hint="run the workers on the job's own image")
     X, y, _ = dataset.training_set(task.lookback, as_of=task.fit_month)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         began = time.perf_counter()
         model = task.factory()
         model.fit(X, y)
@@ -305,6 +322,23 @@ def fit_task(task: FitTask, dataset: Dataset) -> FitOutcome:
     tuned = model.tuned_clone() if task.search and hasattr(model, "tuned_clone") else None
     return FitOutcome(predicted=predicted, files=files, summary=summary, seconds=seconds, tuned=tuned,
                       model=model if task.keep else None, ran_on=f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass(frozen=True)
+class FitBatch:
+    """Fits that travel to a worker together (see :data:`BATCH_FITS`); one fit for a search or the LSTM."""
+
+    tasks: tuple[FitTask, ...]
+
+    @property
+    def label(self) -> str:
+        first, last = self.tasks[0].label, self.tasks[-1].label
+        return first if len(self.tasks) == 1 else f"{first}..{last.split('@')[-1]}"
+
+
+def fit_batch(batch: FitBatch, dataset: Dataset) -> list[FitOutcome]:
+    """:func:`fit_task` for each of ``batch``'s fits, in order (what an executor runs)."""
+    return [fit_task(task, dataset) for task in batch.tasks]
 
 
 # ---- running plans -------------------------------------------------------------------------------------------
@@ -599,19 +633,39 @@ class FitRunner:
         # A handful of fits (next month's: one new fold per model) cost less than starting the pool's
         # workers (a spawned interpreter importing the libraries, ~2-3 s each): fit them here.
         n_jobs = self.n_jobs if pooled > SMALL_BATCH else 1
-        with make_executor(fit_task, self.dataset, n_jobs=n_jobs, cluster=self.cluster) as ex:
+        with make_executor(fit_batch, self.dataset, n_jobs=n_jobs, cluster=self.cluster) as ex:
             self.stats.executor = ex.kind
-            for st in ready:
-                ex.submit(self._task(st), label=st.spec.label, local_only=st.spec.model in SEQUENTIAL_MODELS)
-            for task, outcome in ex.completed():
-                st = self._states[task.fit_id]
-                self._finish(st, outcome)
-                bar.update()
-                for waiter in self._waiting.pop(st.spec.fit_id, []):
-                    ex.submit(self._task(waiter), label=waiter.spec.label,
-                              local_only=waiter.spec.model in SEQUENTIAL_MODELS)
+            self._submit(ex, ready)
+            for batch, outcomes in ex.completed():
+                waiters: list[_State] = []
+                for task, outcome in zip(batch.tasks, outcomes, strict=True):
+                    st = self._states[task.fit_id]
+                    self._finish(st, outcome)
+                    bar.update()
+                    waiters += self._waiting.pop(st.spec.fit_id, [])
+                self._submit(ex, waiters)
         bar.close()
 
+    def _submit(self, ex: Any, states: Sequence[_State]) -> None:
+        """Submit ``states`` in order: a search, an ensemble or an LSTM fit alone, consecutive other fits of
+        one model in batches of at most :data:`BATCH_FITS`."""
+        group: list[_State] = []
 
-__all__ = ["SEQUENTIAL_MODELS", "FitOutcome", "FitRunner", "FitSpec", "FitTask", "FoldPlan", "FoldResult", "Planner",
-           "RunStats", "fit_task", "predict_rows"]
+        def flush() -> None:
+            if group:
+                batch = FitBatch(tuple(self._task(st) for st in group))
+                ex.submit(batch, label=batch.label, local_only=group[0].spec.model in SEQUENTIAL_MODELS)
+                group.clear()
+
+        for st in states:
+            alone = bool(st.spec.search) or bool(st.spec.members) or st.spec.model in SEQUENTIAL_MODELS
+            if group and (alone or st.spec.model != group[0].spec.model or len(group) >= BATCH_FITS):
+                flush()
+            group.append(st)
+            if alone:
+                flush()
+        flush()
+
+
+__all__ = ["BATCH_FITS", "SEQUENTIAL_MODELS", "FitBatch", "FitOutcome", "FitRunner", "FitSpec", "FitTask", "FoldPlan",
+           "FoldResult", "Planner", "RunStats", "fit_batch", "fit_task", "one_blas_thread", "predict_rows"]
