@@ -8,6 +8,7 @@ import pytest
 
 from job.dataset import Dataset
 from job.models import SEED_PARAMETERS, LSTMForecaster, build_network
+from job.models.lstm import forward
 
 N_TRAIN = 120
 
@@ -54,6 +55,31 @@ def test_same_inputs_give_the_same_predictions(fitted_pair, data) -> None:
     X, _, _ = data
     first, second = fitted_pair
     np.testing.assert_allclose(first.predict(X), second.predict(X), rtol=0, atol=1e-6)
+
+
+def test_forecasts_are_the_keras_networks_inference_pass(fitted_pair, data) -> None:
+    """predict() runs forward() (numpy) over the trained weights: the Keras network's own inference
+    agrees to float32 precision (Keras computes in float32, forward() in float64)."""
+    X, _, _ = data
+    model = fitted_pair[0]
+    Xs = model._scale_x(X)
+    keras_out = np.asarray(model.network_(Xs, training=False), dtype=np.float64)
+    np.testing.assert_allclose(forward(model.network_weights_, Xs), keras_out, rtol=0, atol=1e-5)
+    expected = forward(model.network_weights_, Xs) * model.y_scale_ + model.y_mean_
+    np.testing.assert_array_equal(model.predict(X), expected)
+
+
+@pytest.mark.slow
+def test_forward_matches_the_seed_network_at_inference() -> None:
+    """The seed preset's recurrent dropout and regularisers do not act at inference; with random weights
+    of every layer (biases, layer norm included) forward() still agrees with Keras."""
+    network = build_network(12, 7, 3, "seed", compile=False)
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, 0.05, w.shape).astype(np.float32) for w in network.get_weights()]
+    network.set_weights(weights)
+    Xs = rng.normal(size=(5, 12, 7)).astype(np.float32)
+    keras_out = np.asarray(network(Xs, training=False), dtype=np.float64)
+    np.testing.assert_allclose(forward(weights, Xs), keras_out, rtol=0, atol=1e-5)
 
 
 def test_features_are_standardised_on_training_rows_only(fitted_pair, data) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +68,24 @@ def test_save_load_gives_identical_predictions(name: str, synthetic: Dataset, se
 
 def test_lstm_save_load_gives_identical_predictions(synthetic: Dataset, settings: Settings,
                                                    registry: ModelRegistry) -> None:
-    """The network goes to a .keras file (loaded with safe_mode), the scalers to JSON."""
+    """The network goes to a .keras file, its weights also to .npz, the scalers to JSON. Loading for a
+    forecast reads the .npz and JSON only: a fresh process forecasts without importing TensorFlow."""
     X, y, _ = training_data(synthetic, 12, AS_OF)
     model = build_model("lstm", settings, return_feature_index=synthetic.return_feature_index()).fit(X, y)
     prefix = _save(registry, "lstm", model, synthetic, settings)
     meta = registry.metadata(prefix)
-    assert set(meta["files"]) == {"network.keras", "state.json"}
+    assert set(meta["files"]) == {"network.keras", "weights.npz", "state.json"}
     loaded = registry.load(prefix)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.network_ is None and loaded.n_parameters == model.n_parameters
+    np.save(registry.store.uri + "/X.npy", X)
+    script = ("import sys, numpy as np; from job.models import ModelRegistry; from job.store import LocalStore; "
+              f"store = LocalStore({registry.store.uri!r}); "
+              f"p = ModelRegistry(store).load({prefix!r}).predict(np.load({registry.store.uri + '/X.npy'!r})); "
+              f"np.save({registry.store.uri + '/p.npy'!r}, p); print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    np.testing.assert_array_equal(np.load(registry.store.uri + "/p.npy"), model.predict(X))
 
 
 def test_metadata_records_what_the_model_was_trained_on(synthetic: Dataset, settings: Settings,

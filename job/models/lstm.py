@@ -21,11 +21,18 @@ transformed back to returns.
 
 Determinism: ``keras.utils.set_random_seed(seed)`` and TensorFlow op determinism before every fit, so
 the same inputs give the same predictions.
+
+Inference: Keras trains; forecasts come from :func:`forward`, the fitted network's inference pass in
+numpy over its weights (``network_weights_``), which the registry stores beside the ``.keras`` file. A
+run that only forecasts with stored LSTM fits (next month's) then never imports TensorFlow: its import
+and the model load were ~6 s of a 38 s next-month run (BENCHMARKS.md 7). Hand-written for that reason;
+``tests/test_lstm.py`` checks it against the Keras network.
 """
 
 from __future__ import annotations
 
 import gc
+import io
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -104,6 +111,45 @@ def build_network(n_steps: int, n_features: int, n_assets: int, preset: str = "s
     return model
 
 
+# Keras' defaults in build_network's layers, which forward() computes (tests compare with the network).
+LAYER_NORM_EPSILON = 1e-3
+LEAKY_SLOPE = 0.3
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def forward(weights: list[np.ndarray], Xs: np.ndarray) -> np.ndarray:
+    """The network of :func:`build_network` at inference (no dropout) in float64 numpy.
+
+    ``weights`` in Keras' ``get_weights()`` order: the LSTM's kernel ``(n_features, 4u)``, recurrent
+    kernel ``(u, 4u)`` and bias (gates i, f, c, o), the layer norm's gamma and beta, then each dense
+    layer's kernel and bias, the output layer last. ``Xs``: scaled windows ``(n, n_steps, n_features)``;
+    returns ``(n, n_assets)`` in the scaled target units.
+    """
+    w = [np.asarray(a, dtype=np.float64) for a in weights]
+    kernel, recurrent, bias, gamma, beta, head = w[0], w[1], w[2], w[3], w[4], w[5:]
+    units = recurrent.shape[0]
+    x = np.asarray(Xs, dtype=np.float64)
+    h = np.zeros((len(x), units))
+    c = np.zeros((len(x), units))
+    inputs = x @ kernel + bias  # (n, n_steps, 4u): the input projection of every step at once
+    for t in range(x.shape[1]):
+        z = inputs[:, t] + h @ recurrent
+        i, f = _sigmoid(z[:, :units]), _sigmoid(z[:, units:2 * units])
+        g, o = np.tanh(z[:, 2 * units:3 * units]), _sigmoid(z[:, 3 * units:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+    mean = h.mean(axis=1, keepdims=True)
+    var = ((h - mean) ** 2).mean(axis=1, keepdims=True)
+    y = (h - mean) / np.sqrt(var + LAYER_NORM_EPSILON) * gamma + beta
+    for k in range(0, len(head) - 2, 2):
+        y = y @ head[k] + head[k + 1]
+        y = np.where(y >= 0, y, LEAKY_SLOPE * y)
+    return y @ head[-2] + head[-1]
+
+
 def _progress_callback(keras: Any, total: int, **fields: Any) -> Any:
     """A Keras callback reporting each epoch through :class:`job.progress.Progress`."""
 
@@ -150,7 +196,10 @@ class LSTMForecaster(Forecaster):
 
     Attributes
     ----------
-    network_ : keras.Model
+    network_ : keras.Model or None
+        The trained network (None when loaded from the registry: forecasts need only ``network_weights_``).
+    network_weights_ : list of numpy arrays
+        The trained network's weights (Keras ``get_weights()`` order), what :func:`forward` reads.
     best_epoch_ : int
         Epochs until the restored best weights (1-based).
     history_ : dict[str, list[float]]
@@ -202,7 +251,7 @@ class LSTMForecaster(Forecaster):
         epochs = self.epochs
         if warm_start_from is not None:
             self._check_warm_start(warm_start_from)
-            self.network_.set_weights(warm_start_from.network_.get_weights())
+            self.network_.set_weights(warm_start_from.network_weights_)
             epochs = self.warm_start_epochs
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
         history = self.network_.fit(
@@ -213,13 +262,14 @@ class LSTMForecaster(Forecaster):
         losses = self.history_.get("val_loss", [])
         self.best_epoch_ = int(np.argmin(losses)) + 1 if losses else epochs
         self.warm_started_ = warm_start_from is not None
+        self.network_weights_ = [np.asarray(w) for w in self.network_.get_weights()]
         self.validation_predictions_ = np.full(y.shape, np.nan)
         self.validation_predictions_[n_fit:] = self._predict_scaled(Xs[n_fit:])
         self.validation_mae_ = np.mean(np.abs(y[n_fit:] - self.validation_predictions_[n_fit:]), axis=0)
         return self
 
     def _check_warm_start(self, other: LSTMForecaster) -> None:
-        ok = (isinstance(other, LSTMForecaster) and getattr(other, "network_", None) is not None
+        ok = (isinstance(other, LSTMForecaster) and getattr(other, "network_weights_", None) is not None
               and other.preset == self.preset
               and (other.n_steps_, other.n_features_in_, other.n_assets_)
               == (self.n_steps_, self.n_features_in_, self.n_assets_))
@@ -232,10 +282,8 @@ class LSTMForecaster(Forecaster):
             scaled = np.clip(scaled, -self.clip, self.clip)
         return scaled.astype(np.float32)
 
-    def _predict_scaled(self, Xs: np.ndarray, batch: int = 256) -> np.ndarray:
-        parts = [np.asarray(self.network_(Xs[i:i + batch], training=False), dtype=np.float64)
-                 for i in range(0, len(Xs), batch)]
-        out = np.concatenate(parts) if parts else np.empty((0, self.n_assets_))
+    def _predict_scaled(self, Xs: np.ndarray) -> np.ndarray:
+        out = forward(self.network_weights_, Xs) if len(Xs) else np.empty((0, self.n_assets_))
         return out * self.y_scale_ + self.y_mean_
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -247,13 +295,13 @@ class LSTMForecaster(Forecaster):
         """An uncompiled copy of the fitted network (same weights, no optimizer state) for saving."""
         copy = build_network(self.n_steps_, self.n_features_in_, self.n_assets_, self.preset,
                              learning_rate=self.learning_rate, seed=self.seed, compile=False)
-        copy.set_weights(self.network_.get_weights())
+        copy.set_weights(self.network_weights_)
         return copy
 
     @property
     def n_parameters(self) -> int:
         """Trainable and non-trainable weights of the fitted network."""
-        return int(self.network_.count_params())
+        return int(sum(np.asarray(w).size for w in self.network_weights_))
 
     # -- persistence helpers for the registry (Keras weights go to a .keras file, the rest to JSON) ----
 
@@ -269,14 +317,26 @@ class LSTMForecaster(Forecaster):
             out[name] = getattr(self, name)
         return out
 
+    def weights_file(self) -> bytes:
+        """``network_weights_`` as an ``.npz`` file (arrays ``w0``, ``w1``, ... in order; no pickled objects)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"w{i}": np.asarray(w) for i, w in enumerate(self.network_weights_)})
+        return buffer.getvalue()
+
+    @staticmethod
+    def weights_from_file(data: bytes) -> list[np.ndarray]:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return [npz[f"w{i}"] for i in range(len(npz.files))]
+
     @classmethod
-    def from_state(cls, state: dict[str, Any], network: Any) -> LSTMForecaster:
-        """Rebuild a fitted forecaster from :meth:`state` and its loaded network."""
+    def from_state(cls, state: dict[str, Any], weights: list[np.ndarray], network: Any = None) -> LSTMForecaster:
+        """Rebuild a fitted forecaster from :meth:`state` and its weights (and its network, if loaded)."""
         model = cls(**state["params"])
         for name in cls.STATE_ARRAYS:
             setattr(model, name, array_from_json(state[name]))
         for name in cls.STATE_SCALARS:
             setattr(model, name, state[name])
+        model.network_weights_ = [np.asarray(w) for w in weights]
         model.network_ = network
         return model
 

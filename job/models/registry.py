@@ -5,6 +5,7 @@ Layout (the same in a local folder and under ``s3://bucket/prefix``)::
     models/<name>/train_end=YYYY-MM/<fit_id>/
         model.skops        scikit-learn forecasters (persistence, historical-mean, ridge, tree)
         network.keras      the LSTM's Keras network (weights, no optimizer state)
+        weights.npz        the same weights as numpy arrays: what forecasts read (no TensorFlow needed)
         state.json         the LSTM's scalers and fitted attributes
         ensemble.json      the ensemble's weights and the prefixes of its stored members
         metadata.json      written last: identity, parameters, training window, fingerprints, feature
@@ -56,6 +57,7 @@ ROOT = "models"
 METADATA = "metadata.json"
 SKOPS_FILE = "model.skops"
 KERAS_FILE = "network.keras"
+WEIGHTS_FILE = "weights.npz"
 STATE_FILE = "state.json"
 ENSEMBLE_FILE = "ensemble.json"
 FORECASTS_DIR = "forecasts"
@@ -119,8 +121,11 @@ def config_fingerprint(name: str, settings: Settings) -> str:
                             {"max_leaf_nodes": m.tree_max_leaf_nodes, "min_samples_split": m.tree_min_samples_split,
                              "min_samples_leaf": m.tree_min_samples_leaf})
     elif name == "lstm":
+        # "inference": forecasts come from job.models.lstm.forward (numpy), not from Keras: a fit stored
+        # before then forecast with different last bits, so it is another fit
         relevant["lstm"] = {"preset": m.lstm_preset, "epochs": m.lstm_epochs, "patience": m.lstm_patience,
-                            "batch_size": m.lstm_batch_size, "validation_share": m.lstm_validation_share}
+                            "batch_size": m.lstm_batch_size, "validation_share": m.lstm_validation_share,
+                            "inference": "numpy"}
     elif name == "ensemble":
         relevant["weighting"] = m.ensemble_weighting
         relevant["members"] = {n: config_fingerprint(n, settings) for n in ensemble_member_names(settings)}
@@ -396,6 +401,9 @@ class ModelRegistry:
 
     @staticmethod
     def _load_lstm(files: dict[str, bytes]) -> LSTMForecaster:
+        state = json.loads(files[STATE_FILE])
+        if WEIGHTS_FILE in files:  # forecasts need only the weights: no TensorFlow import
+            return LSTMForecaster.from_state(state, LSTMForecaster.weights_from_file(files[WEIGHTS_FILE]))
         from job.models.lstm import _keras
 
         keras = _keras()
@@ -403,7 +411,7 @@ class ModelRegistry:
             path = Path(tmp) / KERAS_FILE
             path.write_bytes(files[KERAS_FILE])
             network = keras.saving.load_model(path, compile=False, safe_mode=True)
-        return LSTMForecaster.from_state(json.loads(files[STATE_FILE]), network)
+        return LSTMForecaster.from_state(state, [np.asarray(w) for w in network.get_weights()], network)
 
     def _load_ensemble(self, state: dict[str, Any], members: dict[str, Forecaster]) -> EnsembleForecaster:
         loaded = {name: members[name] if name in members else self.load(member_prefix)
@@ -478,7 +486,8 @@ def serialise_model(model: Forecaster, member_prefixes: dict[str, str] | None = 
             path = Path(tmp) / KERAS_FILE
             model.portable_network().save(path)
             network = path.read_bytes()
-        return {KERAS_FILE: network, STATE_FILE: json_bytes(model.state(), strict=True)}
+        return {KERAS_FILE: network, WEIGHTS_FILE: model.weights_file(),
+                STATE_FILE: json_bytes(model.state(), strict=True)}
     if isinstance(model, EnsembleForecaster):
         missing = sorted(set(model.members_) - set(member_prefixes or {}))
         if missing:
