@@ -148,6 +148,42 @@ def test_the_local_pool_gives_the_same_bits(data: Dataset, cold: BacktestResult,
     assert_same(pooled, cold)
 
 
+def test_cheap_fits_travel_in_batches_searches_alone(data: Dataset, cold: BacktestResult,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What goes to a worker: a search alone, other fits of one model in order, at most BATCH_FITS a task;
+    every fit once; the same bits as the reference."""
+    import job.fits
+    from job.cluster import executor as real_executor
+
+    submitted: list[job.fits.FitBatch] = []
+
+    def recording(*args: object, **kwargs: object) -> object:
+        ex = real_executor(*args, **kwargs)
+        submit = ex.submit
+
+        def record(batch: job.fits.FitBatch, **kw: object) -> None:
+            submitted.append(batch)
+            submit(batch, **kw)
+
+        ex.submit = record
+        return ex
+
+    monkeypatch.setattr(job.fits, "make_executor", recording)
+    result = walk_forward(data, MODELS, _settings())
+    assert_same(result, cold)
+    tasks = [t for b in submitted for t in b.tasks]
+    singles = result.folds[result.folds["model"] != "ensemble"]  # ensembles combine their members here
+    assert len({t.fit_id for t in tasks}) == len(tasks) and {t.fit_id for t in tasks} == set(singles["fit_id"])
+    for batch in submitted:
+        assert 1 <= len(batch.tasks) <= job.fits.BATCH_FITS
+        assert len({t.label.split("@")[0] for t in batch.tasks}) == 1
+        assert not any(t.search for t in batch.tasks) or len(batch.tasks) == 1
+        months = [t.fit_month for t in batch.tasks]
+        assert months == sorted(months)
+    assert max(len(b.tasks) for b in submitted) > 1  # ridge's monthly refits are batched
+    assert any(b.tasks[0].search for b in submitted)  # and the searches went alone
+
+
 RESUME_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
