@@ -15,7 +15,8 @@ the span (first, middle, last, ...) and its total is EXTRAPOLATED: mean seconds 
 All timings are cold backfills (no registry: every fit runs). ``--dask``: the same ridge + tree
 backfill on the local pool (``n_jobs`` processes) and on a 2-worker Dask cluster on loopback (a ``dask
 scheduler`` and two ``dask worker`` processes, one thread each, started here), one after the other;
-the cluster's overhead in percent, and how many fits each worker ran.
+the cluster's overhead in percent, and how many fits each worker ran; then once more on workers started
+``--no-nanny`` (on 2 cores the two nanny processes' own CPU is part of the overhead).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ TARGET_DASK_OVERHEAD = 0.15  # issue 13: the 2-worker loopback cluster vs the lo
 
 
 @contextmanager
-def loopback_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
-    """A ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on 127.0.0.1."""
+def loopback_cluster(workdir: Path, workers: int = 2, *, nanny: bool = True) -> Iterator[str]:
+    """A ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on 127.0.0.1 (each
+    under a nanny process, Dask's default, unless ``nanny`` is False)."""
     dask = str(Path(sys.executable).with_name("dask"))
     scheduler_file = workdir / "scheduler.json"
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -50,9 +52,10 @@ def loopback_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
         while not scheduler_file.exists():
             time.sleep(0.1)
         address = json.loads(scheduler_file.read_text())["address"]
-        procs += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads",
-                                    "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   cwd=workdir) for _ in range(workers)]
+        worker = [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1",
+                  "--no-dashboard", *([] if nanny else ["--no-nanny"])]
+        procs += [subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+                  for _ in range(workers)]
         from distributed import Client
 
         with Client(address, timeout=60) as client:
@@ -104,21 +107,33 @@ def main(argv: list[str] | None = None) -> dict:
                    f"(fits inside the workers: {fold_cpu} s; load {timings[key].load})")
 
     if args.dask:
+        # the pool first, with no cluster alive: idle Dask processes take CPU from whatever else runs here
+        pool = timeit("ridge+tree on the local pool",
+                      lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, n_jobs=2),
+                      repeats=args.repeats)
         with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp, loopback_cluster(Path(tmp)) as address:
-            pool = timeit("ridge+tree on the local pool",
-                          lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, n_jobs=2),
-                          repeats=args.repeats)
             cluster = timeit("ridge+tree on a 2-worker Dask cluster",
                              lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, cluster=address),
                              repeats=args.repeats)
+        with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp, loopback_cluster(Path(tmp),
+                                                                                       nanny=False) as address:
+            bare = timeit("ridge+tree on a 2-worker Dask cluster without nannies",
+                          lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, cluster=address),
+                          repeats=args.repeats)
         overhead = cluster.median / pool.median - 1.0
+        bare_overhead = bare.median / pool.median - 1.0
         tasks = cluster.result.info["fits_ran_on"]
         same = bool((pool.result.forecasts["predicted"].to_numpy() == cluster.result.forecasts["predicted"].to_numpy())
                     .all())
         report.add("dask", {"pool": pool.as_dict(), "cluster": cluster.as_dict(), "overhead": round(overhead, 3),
+                            "no_nanny": bare.as_dict(), "no_nanny_overhead": round(bare_overhead, 3),
+                            "fit_seconds": {"pool": round(float(pool.result.folds["seconds"].sum()), 1),
+                                            "cluster": round(float(cluster.result.folds["seconds"].sum()), 1),
+                                            "no_nanny": round(float(bare.result.folds["seconds"].sum()), 1)},
                             "tasks_per_worker": tasks, "identical": same, "target_overhead": TARGET_DASK_OVERHEAD},
                    f"local pool {pool.median:.1f} s, Dask 2 workers {cluster.median:.1f} s: overhead "
-                   f"{100 * overhead:+.0f} % (target <= {100 * TARGET_DASK_OVERHEAD:.0f} %); fits per worker {tasks}; "
+                   f"{100 * overhead:+.0f} % (target <= {100 * TARGET_DASK_OVERHEAD:.0f} %); without nannies "
+                   f"{bare.median:.1f} s ({100 * bare_overhead:+.0f} %); fits per worker {tasks}; "
                    f"identical forecasts: {same} (load {cluster.load})")
 
     picks = np.unique(np.linspace(0, len(months) - 1, max(1, args.naive_months)).round().astype(int))
