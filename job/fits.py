@@ -69,8 +69,9 @@ SEQUENTIAL_MODELS = frozenset({"lstm"})
 # At most this many pool-eligible fits run in this process rather than on the local pool (not on a cluster).
 SMALL_BATCH = 4
 # Fits that need no search (ridge's months, a tuning period's carried refits) travel to a worker in tasks of
-# at most this many: 346 one-fit tasks of a ridge + tree backfill cost the Dask cluster +16-23 % over the
-# local pool in scheduling and round trips (BENCHMARKS.md 7); a task still lasts about a second.
+# at most this many: a ridge + tree backfill is ~45 tasks instead of 346 (fewer scheduler transitions and
+# result messages; a task still lasts about a second, so two workers stay balanced). On the 2-core
+# benchmark machine the cluster's overhead was mostly its nanny processes, not the tasks (BENCHMARKS.md 7).
 BATCH_FITS = 12
 
 
