@@ -411,7 +411,8 @@ class ModelRegistry:
             path = Path(tmp) / KERAS_FILE
             path.write_bytes(files[KERAS_FILE])
             network = keras.saving.load_model(path, compile=False, safe_mode=True)
-        return LSTMForecaster.from_state(state, [np.asarray(w) for w in network.get_weights()], network)
+        # stored before weights.npz existed (readable by prefix; runs plan other identities since then)
+        return LSTMForecaster.from_state(state, network.get_weights(), network)
 
     def _load_ensemble(self, state: dict[str, Any], members: dict[str, Forecaster]) -> EnsembleForecaster:
         loaded = {name: members[name] if name in members else self.load(member_prefix)
