@@ -1,6 +1,6 @@
 """Benchmark 7: the monthly job through ``rotation run``: cold, next month, unchanged rerun (issue 13).
 
-    python -m bench.bench_monthly [--quick] [--previous 2024-12] [--month 2025-01] [--after 2025-02]
+    python -m bench.bench_monthly [--quick] [--previous 2025-01] [--month 2025-02] [--after 2025-03]
 
 Every figure is the wall time of a ``rotation run --source snapshot --as-of M`` child process (ingest,
 validation, fits, walk-forward, audit, report and publishing included), with its stage timings and fit
@@ -8,7 +8,9 @@ counts from the published manifest, all measured one after the other in this ben
 
 - ``cold``: MONTH into an empty store and warehouse (what every run of a month cost before issue 13);
 - ``previous``: PREVIOUS into a second empty store (setting up "last month was published");
-- ``next_month``: MONTH into that store (the monthly job's usual run: one new fold per model);
+- ``next_month``: MONTH into that store (the monthly job's usual run: one new fold per model; the
+  default 2025-01 -> 2025-02 is the issue's, and at 2025-02 the FRED-MD series ``S&P PE ratio`` expires,
+  so the LSTM's yearly fold is split there: its fit at 2025-02 is new too);
 - ``rerun``: MONTH again, nothing changed (the month is found published from identical inputs);
 - ``after`` (``--after``): the month after MONTH in the same store;
 - ``identical``: every table kind of MONTH published by ``cold`` and by ``next_month`` compared: the
@@ -106,12 +108,12 @@ def compare(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> dict[str,
 
 def main(argv: list[str] | None = None) -> dict:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--previous", default=None, help="The month published before (default 2024-12; sample 2025-11).")
-    p.add_argument("--month", default=None, help="The benchmark's month (default 2025-01; sample 2025-12).")
+    p.add_argument("--previous", default=None, help="The month published before (default 2025-01; sample 2025-11).")
+    p.add_argument("--month", default=None, help="The benchmark's month (default 2025-02; sample 2025-12).")
     p.add_argument("--after", default=None, help="Also run the month after in the same store.")
     args = p.parse_args(argv)
-    previous = args.previous or ("2025-11" if args.quick else "2024-12")
-    month = args.month or ("2025-12" if args.quick else "2025-01")
+    previous = args.previous or ("2025-11" if args.quick else "2025-01")
+    month = args.month or ("2025-12" if args.quick else "2025-02")
     report = Report("bench_monthly (7: rotation run cold, next month, unchanged rerun)", args)
     with tempfile.TemporaryDirectory(prefix="bench-monthly-") as tmp:
         cold_root, warm_root = Path(tmp) / "cold", Path(tmp) / "warm"

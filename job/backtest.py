@@ -49,6 +49,7 @@ from job.schedule import (
     decision_months,
     labelled_months,
     live_months,
+    split_at_breaks,
     static_split,
     tuning_folds,
     walk_forward_folds,
@@ -322,10 +323,12 @@ def walk_forward(dataset: Dataset, model_names: Sequence[str], settings: Any, *,
         raise ConfigError(f"no decision months with {settings.backtest.min_train_months} months of training "
                           "history in the chosen window", hint="lower backtest.min_train_months or widen the window")
 
+    breaks = dataset.feature_breaks
+
     def folds_for(name: str) -> list[Fold]:
         if scheme == "static":
-            return [Fold(fit_month=original.fit_month, decision_months=months)]
-        return walk_forward_folds(months, int(refit.get(name, 1)))
+            return split_at_breaks(Fold(fit_month=original.fit_month, decision_months=months), breaks)
+        return walk_forward_folds(months, int(refit.get(name, 1)), breaks)
 
     wanted = list(dict.fromkeys(model_names))
     members = list(settings.models.ensemble_members) if "ensemble" in wanted else []

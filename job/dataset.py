@@ -22,6 +22,16 @@ out (NaN) while it is absent, the allocation gives it weight 0, and evaluation r
 Models see windows: the last ``lookback`` rows of features ending at a decision month, as a float array
 of shape ``(n, lookback, n_features)`` (:meth:`Dataset.windows`). Ridge and the tree flatten them; the
 LSTM reads them as sequences.
+
+Expired features (``expired``): a macro series that stops being usable (its last value is more than
+``data.max_staleness_months`` old, or it has a hole) from month e is a feature of every fit made before e
+and of none made at or after it. A fit at month f reads :meth:`Dataset.view` of
+:meth:`Dataset.masked_at` (f): the expired columns held at 0.0 in every month, which carries no
+information to any model (a constant input after each model's own scaling) and keeps every fit's input
+width, so an ensemble's members combine. ``features`` hold 0.0 from e on, which no fit reads unmasked:
+the walk-forward splits a fold at e (``job.schedule.walk_forward_folds``), so a fit from before e never
+forecasts a month from e. What a series does at e therefore changes only the fits from e on; the fits
+(and published forecasts) of earlier months keep their identity.
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ class DatasetInfo:
     held from the month after). ``risk_free_missing``: months where no source had a risk-free value
     before the first known one (left missing: consumers decide, see ``backtest.risk_free_for``).
     ``ingest``: the source's own details of the last ingest (ranges, vintages...), free-form per source.
+    ``dropped_series``: macro series left out of the features (no value at the first month);
+    ``expired_series``: series that are features of the fits before a month and of none from it
+    (``{series: month}``, see :attr:`Dataset.expired`).
     """
 
     source: str = "unknown"
@@ -64,6 +77,7 @@ class DatasetInfo:
     synthetic: bool = False
     n_macro_features: int = 0
     dropped_series: tuple[str, ...] = ()
+    expired_series: Mapping[str, str] = field(default_factory=dict)
     asset_first_months: Mapping[str, str | None] = field(default_factory=dict)
     asset_entry_months: Mapping[str, str | None] = field(default_factory=dict)
     min_asset_history_months: int = 0
@@ -95,6 +109,8 @@ class Dataset:
     # (job.execution; None: the portfolio trades at the decision month's last close). The backtest
     # books these; the models keep predicting the calendar-month labels.
     executed_returns: pd.DataFrame | None = None
+    # feature name -> the first month it is unusable (module docstring: "Expired features")
+    expired: Mapping[str, pd.Period] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         idx = self.features.index
@@ -117,6 +133,11 @@ class Dataset:
             raise ValueError(f"asset {self.assets[j]} is present in {month_str(idx[i])} without a return")
         if len(idx) and not present[self.benchmark].all():
             raise ValueError(f"the benchmark {self.benchmark} must be present in every month")
+        unknown = sorted(set(self.expired) - set(self.features.columns))
+        if unknown:
+            raise ValueError(f"expired features that are not features: {unknown[:3]}")
+        object.__setattr__(self, "expired", {k: pd.Period(v, freq="M") for k, v in sorted(self.expired.items())})
+        object.__setattr__(self, "_views", {})
 
     @property
     def synthetic(self) -> bool:
@@ -148,6 +169,31 @@ class Dataset:
     @property
     def months(self) -> pd.PeriodIndex:
         return self.features.index  # type: ignore[return-value]
+
+    def masked_at(self, fit_month: pd.Period) -> tuple[str, ...]:
+        """The features a fit at ``fit_month`` does not use: those expired at or before it."""
+        return tuple(name for name in self.feature_names if name in self.expired and self.expired[name] <= fit_month)
+
+    @property
+    def feature_breaks(self) -> tuple[pd.Period, ...]:
+        """The months at which a feature expires: a walk-forward fold does not span one."""
+        return tuple(sorted(set(self.expired.values())))
+
+    def view(self, masked: tuple[str, ...] | list[str]) -> Dataset:
+        """This dataset with the ``masked`` features held at 0.0 in every month (itself when none is);
+        what a fit that does not use them reads (module docstring: "Expired features"). Cached."""
+        key = tuple(masked)
+        if not key:
+            return self
+        views: dict[tuple[str, ...], Dataset] = self._views  # type: ignore[attr-defined]
+        if key not in views:
+            missing = [m for m in key if m not in self.features.columns]
+            if missing:
+                raise ValueError(f"cannot mask unknown features {missing[:3]}")
+            features = self.features.copy()
+            features[list(key)] = 0.0
+            views[key] = replace(self, features=features)
+        return views[key]
 
     def return_feature_index(self) -> list[int]:
         """Column positions of ``ret:<ASSET>`` in asset order (what the persistence baseline reads)."""
@@ -209,6 +255,7 @@ class Dataset:
             present=self.mask.loc[:last_month],
             # the executed return of t needs the execution close in t+1: known at last_month for t < last_month
             executed_returns=None if self.executed_returns is None else self.executed_returns.loc[:last_month - 1],
+            expired={k: v for k, v in self.expired.items() if v <= last_month},
         )
 
 

@@ -90,6 +90,7 @@ class FitSpec:
     search: bool | None = None
     carried_from: FitSpec | None = None
     members: dict[str, FitSpec] = field(default_factory=dict)
+    masked: tuple[str, ...] = ()  # features it does not use (expired by its fit month: Dataset.masked_at)
 
     @property
     def prefix(self) -> str:
@@ -129,12 +130,18 @@ class Planner:
     def __init__(self, dataset: Dataset, settings: Any, *, factories: Mapping[str, ModelFactory] | None = None) -> None:
         self.dataset, self.settings = dataset, settings
         self.lookback = int(settings.models.lookback_months)
-        self.digests = RowDigests(dataset, self.lookback)
+        self._digests: dict[tuple[str, ...], RowDigests] = {}
         self._custom = dict(factories or {})
         self._config: dict[str, str] = {}
         self._tunable: dict[str, bool] = {}
         self._rows: dict[pd.Period, tuple[str, pd.PeriodIndex]] = {}
-        self._windows: dict[pd.Period, str] = {}
+        self._windows: dict[tuple[tuple[str, ...], pd.Period], str] = {}
+
+    def digests(self, masked: tuple[str, ...] = ()) -> RowDigests:
+        """Row digests of the dataset as fits that do not use ``masked`` read it (:meth:`Dataset.view`)."""
+        if masked not in self._digests:
+            self._digests[masked] = RowDigests(self.dataset.view(masked), self.lookback, masked=masked)
+        return self._digests[masked]
 
     def factory(self, name: str) -> ModelFactory:
         """A picklable factory: called with no arguments (the ensemble's: ``members=...``) it builds a
@@ -167,13 +174,13 @@ class Planner:
 
     def rows(self, fit_month: pd.Period) -> tuple[str, pd.PeriodIndex]:
         if fit_month not in self._rows:
-            self._rows[fit_month] = self.digests.rows(fit_month)
+            self._rows[fit_month] = self.digests(self.dataset.masked_at(fit_month)).rows(fit_month)
         return self._rows[fit_month]
 
-    def window(self, month: pd.Period) -> str:
-        if month not in self._windows:
-            self._windows[month] = self.digests.window(month)
-        return self._windows[month]
+    def window(self, month: pd.Period, masked: tuple[str, ...] = ()) -> str:
+        if (masked, month) not in self._windows:
+            self._windows[(masked, month)] = self.digests(masked).window(month)
+        return self._windows[(masked, month)]
 
     def spec(self, name: str, fit_month: pd.Period, *, search: bool | None = None,
              carried_from: FitSpec | None = None, members: Mapping[str, FitSpec] | None = None) -> FitSpec:
@@ -185,11 +192,17 @@ class Planner:
             carried_from=carried_from.fit_id if carried_from is not None else None,
             members={n: s.fit_id for n, s in members.items()} if members else None)
         cacheable = self.cacheable(name) and all(s.cacheable for s in (members or {}).values())
+        masked = self.dataset.masked_at(fit_month)
+        different = {n: s.label for n, s in (members or {}).items() if s.masked != masked}
+        if different:  # the ensemble passes its own inputs to its members (walk_forward_folds' breaks)
+            raise ConfigError(f"ensemble at {month_str(fit_month)} would combine fits that use other features "
+                              f"({', '.join(different.values())})")
         return FitSpec(model=name, fit_month=fit_month, fit_id=fit_id, identity=identity, row_months=row_months,
-                       cacheable=cacheable, search=search, carried_from=carried_from, members=dict(members or {}))
+                       cacheable=cacheable, search=search, carried_from=carried_from, members=dict(members or {}),
+                       masked=masked)
 
     def fold_plan(self, spec: FitSpec, months: pd.PeriodIndex) -> FoldPlan:
-        return FoldPlan(spec=spec, months=months, windows=tuple(self.window(m) for m in months))
+        return FoldPlan(spec=spec, months=months, windows=tuple(self.window(m, spec.masked) for m in months))
 
     def plan(self, name: str, folds: Sequence[Fold], tune_months: int) -> list[FoldPlan]:
         """One plan per fold; with a tunable model, searches per :func:`job.schedule.tuning_folds`."""
@@ -229,12 +242,14 @@ class Planner:
                                     *[n for n in names if n != "ensemble"]]))
         full: dict[str, list[FoldPlan]] = {}
         out: dict[str, FoldPlan] = {}
+        breaks = self.dataset.feature_breaks
         for name in order:
-            full[name] = self.plan(name, walk_forward_folds(months, int(models.refit_months.get(name, 1))), tune)
+            full[name] = self.plan(name, walk_forward_folds(months, int(models.refit_months.get(name, 1)), breaks),
+                                   tune)
         if "ensemble" in names:
             members = {n: full[n] for n in ensemble_member_names(self.settings)}
             full["ensemble"] = self.plan_ensemble(
-                walk_forward_folds(months, int(models.refit_months.get("ensemble", 1))), members)
+                walk_forward_folds(months, int(models.refit_months.get("ensemble", 1)), breaks), members)
         for name, plans in full.items():
             spec = next(p.spec for p in plans if as_of in p.months)
             out[name] = self.fold_plan(spec, pd.PeriodIndex([as_of]))
@@ -258,6 +273,7 @@ class FitTask:
     keep: bool
     libraries: dict[str, str]
     member_prefixes: dict[str, str] | None = None
+    masked: tuple[str, ...] = ()
 
 
 @dataclass
@@ -306,6 +322,7 @@ def fit_task(task: FitTask, dataset: Dataset) -> FitOutcome:
         raise ConfigError(f"{socket.gethostname()} cannot fit {task.label}: its libraries differ from the run's "
                           f"({', '.join(f'{k} {a} here, {b} there' for k, (a, b) in different.items())})",
                           hint="run the workers on the job's own image")
+    dataset = dataset.view(task.masked)
     X, y, _ = dataset.training_set(task.lookback, as_of=task.fit_month)
     with one_blas_thread():
         began = time.perf_counter()
@@ -494,7 +511,8 @@ class FitRunner:
                        serialise=spec.cacheable and self.registry is not None,
                        keep=spec.model in self._keep or spec.fit_id in self._need_objects,
                        libraries=spec.identity["libraries"],
-                       member_prefixes={n: s.prefix for n, s in spec.members.items()} or None)
+                       member_prefixes={n: s.prefix for n, s in spec.members.items()} or None,
+                       masked=spec.masked)
 
     def _fit_here(self, spec: FitSpec) -> Any:
         """Fit ``spec`` in this process now (a member or searched fit needed as an object), keep it."""
@@ -537,7 +555,8 @@ class FitRunner:
                 "config_fingerprint": spec.identity["config"], "rows_fingerprint": spec.identity["rows"],
                 "fingerprint": spec.fit_id, "fit_id": spec.fit_id, "identity": spec.identity,
                 "search": spec.search, "carried_from": spec.carried_from.prefix if spec.carried_from else None,
-                "feature_names": self.dataset.feature_names, "assets": self.dataset.assets, "metrics": metrics,
+                "feature_names": self.dataset.feature_names, "masked_features": list(spec.masked),
+                "assets": self.dataset.assets, "metrics": metrics,
                 "members": {n: s.prefix for n, s in spec.members.items()}, "ran_on": outcome.ran_on}
         self.registry.save_serialised(spec.prefix, outcome.files, meta)
         self._keys(spec.model).add(f"{spec.prefix}/{METADATA}")
@@ -551,8 +570,9 @@ class FitRunner:
         model = self.model(st.spec)
         if not st.missing():  # the model was refitted (corrupt) and forecast them
             return
-        predicted = predict_rows(model, self.dataset.windows(self.planner.lookback,
-                                                             pd.PeriodIndex([st.wanted[k] for k in missing])))
+        data = self.dataset.view(st.spec.masked)
+        predicted = predict_rows(model, data.windows(self.planner.lookback,
+                                                     pd.PeriodIndex([st.wanted[k] for k in missing])))
         for key, row in zip(missing, predicted, strict=True):
             st.got[key] = row
         self.stats.forecasts_from_stored_fits += len(missing)

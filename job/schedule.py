@@ -11,6 +11,7 @@ every ``refit_months`` months; hyperparameter searches run at the first fold and
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,12 +81,28 @@ def static_split(dataset: Dataset, lookback: int, train_share: float, *,
     return Fold(fit_month=test[0], decision_months=test)
 
 
-def walk_forward_folds(months: pd.PeriodIndex, refit_months: int) -> list[Fold]:
-    """Split decision ``months`` into folds: a refit at the first month, then every ``refit_months``."""
+def walk_forward_folds(months: pd.PeriodIndex, refit_months: int,
+                       breaks: Sequence[pd.Period] = ()) -> list[Fold]:
+    """Split decision ``months`` into folds: a refit at the first month, then every ``refit_months``, and
+    at each of ``breaks`` (``Dataset.feature_breaks``: a month from which a feature is no longer used).
+
+    A break splits the fold that spans it and moves no other fold, so the fits before and after it
+    keep their months (and identities).
+    """
     if refit_months < 1:
         raise ConfigError(f"refit_months must be >= 1, not {refit_months}")
-    return [Fold(fit_month=months[i], decision_months=months[i:i + refit_months])
-            for i in range(0, len(months), refit_months)]
+    starts = set(range(0, len(months), refit_months))
+    starts |= {int(i) for i in months.get_indexer(pd.PeriodIndex(list(breaks), freq="M")) if i > 0}
+    edges = [*sorted(starts), len(months)]
+    return [Fold(fit_month=months[a], decision_months=months[a:b]) for a, b in itertools.pairwise(edges)]
+
+
+def split_at_breaks(fold: Fold, breaks: Sequence[pd.Period]) -> list[Fold]:
+    """``fold`` split at each of ``breaks`` among its decision months after the first (see above)."""
+    parts = walk_forward_folds(fold.decision_months, max(len(fold.decision_months), 1), breaks)
+    if not parts:
+        return [fold]
+    return [Fold(fit_month=fold.fit_month, decision_months=parts[0].decision_months), *parts[1:]]
 
 
 def tuning_folds(folds: Sequence[Fold], tune_months: int) -> list[bool]:

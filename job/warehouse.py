@@ -277,9 +277,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, *, as_of: 
     wide = long.pivot(index="month", columns="series", values="value")
     wide.index = _periods(wide.index)
     wide = wide.reindex(months)
-    complete = wide.columns[wide.notna().all()]
-    dropped = sorted(set(wide.columns) - set(complete))
-    macro = wide[sorted(complete)].add_prefix(MACRO_PREFIX)
+    macro, expired, dropped = _macro_columns(wide)
     features = pd.concat([fill_cross_sectional(returns).add_prefix(RETURN_PREFIX), macro], axis=1).astype(np.float64)
     rf = con.execute("SELECT month, rf FROM risk_free_monthly WHERE month BETWEEN ? AND ? ORDER BY month",
                      [month_start(months[0]), month_start(as_of)]).df()
@@ -295,6 +293,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, *, as_of: 
         # lag 0 is the original notebook's alignment whether it comes from the override or the config
         look_ahead=lag == 0, synthetic=bool(details.get("synthetic")),
         n_macro_features=int(macro.shape[1]), dropped_series=tuple(dropped),
+        expired_series={name[len(MACRO_PREFIX):]: month_str(m) for name, m in expired.items()},
         asset_first_months=first_months, asset_entry_months=entry_months, min_asset_history_months=min_history,
         risk_free_missing=tuple(month_str(m) for m in risk_free.index[risk_free.isna().to_numpy()]),
         ingest=details)
@@ -303,8 +302,31 @@ def build_dataset(con: duckdb.DuckDBPyConnection, settings: Settings, *, as_of: 
         from job.execution import executed_returns
         executed = executed_returns(con, universe.tickers, months, settings.backtest.execution_lag_days, as_of)
     dataset = Dataset(features=features, returns=returns, benchmark=universe.benchmark, risk_free=risk_free,
-                      publication_lag_months=lag, info=info, present=present, executed_returns=executed)
+                      publication_lag_months=lag, info=info, present=present, executed_returns=executed,
+                      expired=expired)
     return dataset, as_of
+
+
+def _macro_columns(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Period], list[str]]:
+    """``(macro features, expired, dropped)`` from the wide point-in-time values (months x series).
+
+    A series without a value at the first month is dropped (no fit could use it from the start). One
+    whose values stop (stale beyond ``data.max_staleness_months``, or a hole) expires at its first missing
+    month: the fits before it use the series, the fits from it do not (``Dataset.expired``); its cells
+    from then on hold 0.0, which no fit reads. So a series going stale changes only the fits from the
+    month it does, never the earlier ones' training rows (issue 13: one series' staleness at 2025-02
+    used to drop it from every month and refit the whole walk-forward).
+    """
+    started = wide.columns[wide.notna().to_numpy()[0]] if len(wide) else wide.columns[:0]
+    dropped = sorted(set(wide.columns) - set(started))
+    macro = wide[sorted(started)].add_prefix(MACRO_PREFIX)
+    expired: dict[str, pd.Period] = {}
+    missing = macro.isna().to_numpy()
+    for j in np.flatnonzero(missing.any(axis=0)):
+        first = int(np.argmax(missing[:, j]))
+        expired[str(macro.columns[j])] = macro.index[first]
+        macro.iloc[first:, j] = 0.0
+    return macro, expired, dropped
 
 
 def load_dataset(settings: Settings, warehouse: str | Path, *, as_of: pd.Period | None = None,

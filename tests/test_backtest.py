@@ -328,3 +328,21 @@ def test_backtest_command_without_a_warehouse_says_to_ingest(tmp_path: Path,
                               "--models", "persistence"], capsys)
     assert code == ExitCode.USAGE
     assert "rotation ingest" in err
+
+
+def test_a_feature_break_splits_only_the_fold_that_spans_it() -> None:
+    """Folds keep their cadence; a break (a month from which a feature is not used) starts a new fold
+    inside the one that spans it, and the static split is cut the same way."""
+    from job.schedule import Fold, split_at_breaks, walk_forward_folds
+
+    months = pd.period_range("2010-01", periods=30, freq="M")
+    plain = walk_forward_folds(months, 12)
+    assert [str(f.fit_month) for f in plain] == ["2010-01", "2011-01", "2012-01"]
+    broken = walk_forward_folds(months, 12, [pd.Period("2011-05", "M"), pd.Period("2012-01", "M"),
+                                             pd.Period("2009-03", "M")])
+    assert [(str(f.fit_month), len(f.decision_months)) for f in broken] == [
+        ("2010-01", 12), ("2011-01", 4), ("2011-05", 8), ("2012-01", 6)]
+    assert pd.PeriodIndex(np.concatenate([f.decision_months for f in broken])).equals(months)
+    static = split_at_breaks(Fold(fit_month=months[10], decision_months=months[10:]), [pd.Period("2011-05", "M")])
+    assert [(str(f.fit_month), len(f.decision_months)) for f in static] == [("2010-11", 6), ("2011-05", 14)]
+    assert walk_forward_folds(months[:0], 12, [months[3]]) == []

@@ -137,3 +137,22 @@ def test_late_assets_are_masked_filled_and_realised_only_when_present(synthetic:
     everywhere = pd.DataFrame(True, index=returns.index, columns=returns.columns)
     with pytest.raises(ValueError, match="S2 is present in 2005-01 without a return"):
         Dataset(features=synthetic.features, returns=returns, benchmark="SPY", present=everywhere)
+
+
+def test_a_series_that_stops_expires_at_its_first_missing_month(snapshot_dataset, snapshot_warehouse: Path) -> None:
+    """At 2025-02 the snapshot's FRED-MD 'S&P PE ratio' is older than data.max_staleness_months, and CP3Mx
+    has no value for 2020-05: each is a feature of the fits before that month and of none from it. The
+    dataset as of 2025-01 has the same feature rows, so next month's run keeps the earlier fits."""
+    dataset, as_of = snapshot_dataset
+    feb, jan = pd.Period("2025-02", "M"), pd.Period("2025-01", "M")
+    assert dataset.expired == {"macro:CP3Mx": pd.Period("2020-05", "M"), "macro:S&P PE ratio": feb}
+    assert dataset.info.expired_series == {"CP3Mx": "2020-05", "S&P PE ratio": "2025-02"}
+    assert dataset.feature_breaks == (pd.Period("2020-05", "M"), feb)
+    assert dataset.masked_at(jan) == ("macro:CP3Mx",) and dataset.masked_at(as_of) == ("macro:CP3Mx",
+                                                                                       "macro:S&P PE ratio")
+    assert (dataset.features.loc[feb:, "macro:S&P PE ratio"] == 0.0).all()
+    assert (dataset.view(dataset.masked_at(as_of)).features[["macro:CP3Mx", "macro:S&P PE ratio"]] == 0.0).all().all()
+    earlier, _ = warehouse.load_dataset(load_settings(environ={}), snapshot_warehouse, as_of=jan)
+    assert earlier.expired == {"macro:CP3Mx": pd.Period("2020-05", "M")}
+    pd.testing.assert_frame_equal(dataset.features.loc[:jan], earlier.features, check_exact=True)
+    assert not set(dataset.info.dropped_series) & set(dataset.info.expired_series)

@@ -20,6 +20,7 @@ from job.config import Settings, load_settings
 from job.dataset import Dataset, synthetic_dataset
 from job.metrics import summarise
 from job.models import ModelRegistry, train_models
+from job.months import month_str
 from job.store import LocalStore
 from tests.conftest import REPO_ROOT
 
@@ -217,3 +218,65 @@ def test_a_killed_backfill_resumes_where_it_stopped(data: Dataset, cold: Backtes
     resumed = walk_forward(data, MODELS, _settings(), registry=_registry(store))
     assert resumed.info["fits_fitted"] == len(cold.folds) - done
     assert_same(resumed, cold)
+
+
+def _expiring(data: Dataset, feature: str, month: pd.Period) -> Dataset:
+    """``data`` as build_dataset makes it when ``feature`` goes stale at ``month`` (Dataset.expired)."""
+    features = data.features.copy()
+    features.loc[month:, feature] = 0.0
+    return Dataset(features=features, returns=data.returns, benchmark=data.benchmark, risk_free=data.risk_free,
+                   info=data.info, expired={feature: month})
+
+
+def test_a_series_that_goes_stale_changes_only_the_fits_from_that_month(data: Dataset, cold: BacktestResult,
+                                                                        tmp_path: Path) -> None:
+    """A macro series that stops at month e, in the monthly flow (live fits, then the walk-forward):
+    the run of e fits only its live fits, which do not use the series, one per model, even for the tree
+    whose fold spans e (it refits every 3 months); the run of e + 1 fits nothing; every walk-forward equals
+    a cold one; the earlier fits keep their identities and forecasts."""
+    settings = _settings()
+    registry = _registry(tmp_path)
+    tree_fits = sorted(set(cold.folds[cold.folds["model"] == "tree"]["fit_month"]))
+    month = tree_fits[-2] + 1  # inside a tree fold, not at its start
+    stale = _expiring(data, "macro:M2", month)
+    before, at_e, after = data.truncate(month - 1), stale.truncate(month), stale.truncate(month + 1)
+    assert at_e.masked_at(month - 1) == () and at_e.masked_at(month) == ("macro:M2",)
+    assert at_e.feature_breaks == (month,) and before.feature_breaks == ()
+
+    train_models(MODELS, before, settings, month - 1, registry, with_baselines=False)
+    first = walk_forward(before, MODELS, settings, registry=registry)
+    wf_e = walk_forward(at_e, MODELS, settings, registry=registry)
+    assert wf_e.info["fits_fitted"] == 0
+    assert_same(wf_e, walk_forward(at_e, MODELS, settings))
+    live = train_models(MODELS, at_e, settings, month, registry, with_baselines=False)
+    assert not any(r.reused for r in live.values())
+    for name, trained in live.items():
+        assert f"train_end={month_str(month)}/" in trained.prefix, name  # the tree's fold was split at e
+        meta = registry.metadata(trained.prefix)
+        assert meta["masked_features"] == ["macro:M2"] and "macro:M2" in meta["feature_names"], name
+    wf_next = walk_forward(after, MODELS, settings, registry=registry)
+    assert wf_next.info["fits_fitted"] == 0
+    assert_same(wf_next, walk_forward(after, MODELS, settings))
+    at = wf_next.folds[wf_next.folds["fit_month"] == month].set_index("model")["fit_id"]
+    assert sorted(at.index) == sorted(MODELS) and all(r.prefix.endswith(at[n]) for n, r in live.items())
+    early = wf_next.forecasts["decision_month"] < month - 1
+    pd.testing.assert_frame_equal(wf_next.forecasts[early].reset_index(drop=True),
+                                  first.forecasts.reset_index(drop=True), check_exact=True)
+
+
+def test_a_masked_series_carries_no_information(data: Dataset) -> None:
+    """Ridge fitted at the expiry month forecasts what ridge fitted without the series at all forecasts
+    (the masked column is constant, so it gets no weight), to rounding."""
+    from job.models.training import fit_model
+
+    settings = _settings()
+    month = data.months[-5]
+    stale = _expiring(data, "macro:M2", month).truncate(month)
+    without = Dataset(features=stale.features.drop(columns="macro:M2"), returns=stale.returns,
+                      benchmark=stale.benchmark, risk_free=stale.risk_free, info=stale.info)
+    masked_model, _ = fit_model("ridge", stale, settings, month)
+    plain_model, _ = fit_model("ridge", without, settings, month)
+    assert masked_model.best_params_ == plain_model.best_params_
+    window = pd.PeriodIndex([month])
+    np.testing.assert_allclose(masked_model.predict(stale.view(("macro:M2",)).windows(6, window)),
+                               plain_model.predict(without.windows(6, window)), rtol=0, atol=1e-12)

@@ -344,7 +344,7 @@ class _TrainsOnTheFuture(Dataset):
 def _as(cls: type[Dataset], dataset: Dataset, **changes: object) -> Dataset:
     fields = {"features": dataset.features, "returns": dataset.returns, "benchmark": dataset.benchmark,
               "risk_free": dataset.risk_free, "publication_lag_months": dataset.publication_lag_months,
-              "info": dataset.info, "present": dataset.mask} | changes
+              "info": dataset.info, "present": dataset.mask, "expired": dataset.expired} | changes
     return cls(**fields)
 
 
@@ -364,7 +364,8 @@ def test_a_buggy_dataset(case: str, expected: set[str], snapshot_warehouse: Path
     elif case == "few_macro":
         keep = [c for c in clean.feature_names if not c.startswith(MACRO_PREFIX)] + [
             c for c in clean.feature_names if c.startswith(MACRO_PREFIX)][:40]
-        dataset = replace(clean, features=clean.features[keep])
+        dataset = replace(clean, features=clean.features[keep],
+                          expired={k: v for k, v in clean.expired.items() if k in keep})
     elif case == "same_month_labels":
         dataset = _as(_SameMonthLabels, clean)
     else:

@@ -153,7 +153,9 @@ class RowDigests:
     about 0.4 GB of hashing per model on the real data).
     """
 
-    def __init__(self, dataset: Dataset, lookback: int) -> None:
+    def __init__(self, dataset: Dataset, lookback: int, *, masked: tuple[str, ...] = ()) -> None:
+        """``masked``: the features ``dataset`` holds at 0.0 (a :meth:`Dataset.view`), named in the header
+        so that a view's fingerprints never equal the full dataset's."""
         self.lookback = int(lookback)
         self.months = dataset.months
         features = np.ascontiguousarray(dataset.features.to_numpy(dtype=np.float64))
@@ -162,8 +164,11 @@ class RowDigests:
         self._labels = [hashlib.sha256(row.tobytes()).digest() for row in labels]
         self._labelled = ~np.isnan(labels).any(axis=1)
         self._month_text = [month_str(m) for m in self.months]
-        self._header = json.dumps({"features": dataset.feature_names, "assets": dataset.assets,
-                                   "lookback": self.lookback}).encode()
+        header: dict[str, Any] = {"features": dataset.feature_names, "assets": dataset.assets,
+                                  "lookback": self.lookback}
+        if masked:  # absent otherwise: a fit that masks nothing keeps the identity it had before masks existed
+            header["masked"] = list(masked)
+        self._header = json.dumps(header).encode()
 
     def training_positions(self, as_of: pd.Period) -> np.ndarray:
         """Row positions of :meth:`Dataset.training_set` ``(lookback, as_of)``: label month <= ``as_of``."""

@@ -59,6 +59,7 @@ def fit_model(name: str, dataset: Dataset, settings: Settings, as_of: pd.Period 
     Returns the fitted model and a summary: the training window, fit seconds.
     """
     lookback = settings.models.lookback_months
+    dataset = dataset.view(dataset.masked_at(parse_month(as_of)))  # without the features expired by then
     X, y, months = training_data(dataset, lookback, as_of)
     model = build_model(name, settings, return_feature_index=dataset.return_feature_index(), members=members)
     start = time.perf_counter()
@@ -118,6 +119,7 @@ class TrainedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     predicted: np.ndarray | None = None  # the forecast for the as-of window (target month as_of + 1)
     loader: Callable[[], Forecaster] | None = field(default=None, repr=False)
+    masked: tuple[str, ...] = ()  # the features the fit does not use (Dataset.masked_at its fit month)
     _model: Forecaster | None = field(default=None, repr=False)
 
     @property
@@ -133,7 +135,8 @@ class TrainedModel:
         """The forecast for the window ending at ``as_of``: the stored one, else made by the model."""
         if self.predicted is not None:
             return np.asarray(self.predicted, dtype=np.float64)
-        return fits.predict_rows(self.model, dataset.windows(lookback, pd.PeriodIndex([as_of])))[0]
+        windows = dataset.view(self.masked).windows(lookback, pd.PeriodIndex([as_of]))
+        return fits.predict_rows(self.model, windows)[0]
 
     def validation_mae(self, assets: list[str]) -> np.ndarray:
         """The fit's own validation MAE per asset (from its metadata; NaN where it had none)."""
@@ -194,7 +197,7 @@ def train_models(names: list[str], dataset: Dataset, settings: Settings, as_of: 
             log.info("reusing stored %s", spec.prefix, extra={"fields": {"model": name}})
         out[name] = TrainedModel(name, spec.prefix, not fitted, fit_seconds=runner.fitted.get(spec.fit_id),
                                  metadata=meta, predicted=res.predicted[0] if len(res.predicted) else None,
-                                 loader=functools.partial(runner.model, spec))
+                                 loader=functools.partial(runner.model, spec), masked=spec.masked)
     return out
 
 

@@ -40,10 +40,15 @@ def _sources_section(dataset: Dataset) -> list[dict[str, Any]]:
                         "first": str(info.get("months", ["", ""])[0]), "last": str(info.get("months", ["", ""])[1])})
         if info.get("risk_free"):
             out.append({"name": f"{name}: risk-free", "kind": "risk-free", "note": str(info["risk_free"])})
-    if dataset.info.dropped_series:
-        out.append({"name": "feature matrix", "kind": "features",
-                    "note": f"{dataset.info.n_macro_features} macro features; left out (holes or stale "
-                            f"in the window): {', '.join(dataset.info.dropped_series)}"})
+    built = dataset.info
+    if built.dropped_series or built.expired_series:
+        notes = [f"{built.n_macro_features} macro features"]
+        if built.dropped_series:
+            notes.append(f"left out (no value at the first month): {', '.join(built.dropped_series)}")
+        if built.expired_series:
+            notes.append("not used by fits from the month they went stale or missing: "
+                         + ", ".join(f"{s} from {m}" for s, m in built.expired_series.items()))
+        out.append({"name": "feature matrix", "kind": "features", "note": "; ".join(notes)})
     return out
 
 

@@ -212,7 +212,8 @@ def feature_availability(ctx: FrameContext) -> pd.DataFrame:
 
     Rows come from ``sql/validation/feature_availability.sql`` at the dataset's publication lag, outer-
     joined to the dataset's macro columns: ``abs_diff`` is the gap between the dataset's value and the
-    warehouse's (missing when the warehouse has no such value).
+    warehouse's (missing when the warehouse has no such value). The cells of an expired series from its
+    expiry month are left out: they are not features of any fit (``Dataset.expired``).
     """
     dataset = _need(ctx)
     sql = sql_frame("feature_availability")(ctx)
@@ -223,6 +224,12 @@ def feature_availability(ctx: FrameContext) -> pd.DataFrame:
         "series": np.tile(np.asarray([c[len(MACRO_PREFIX):] for c in macro], dtype=object), wide.shape[0]),
         "dataset_value": wide.to_numpy(dtype=np.float64).reshape(-1),
     })
+    # An expired series' cells from its expiry month are placeholders no fit reads (Dataset.expired)
+    read = np.ones(wide.shape, dtype=bool)
+    for j, name in enumerate(macro):
+        if name in dataset.expired:
+            read[:, j] = wide.index < dataset.expired[name]
+    own = own[read.reshape(-1)].reset_index(drop=True)
     sql["month"] = sql["month"].astype(object)
     sql["series"] = sql["series"].astype(object)
     merged = own.merge(sql, on=["month", "series"], how="left")
