@@ -139,6 +139,10 @@ class Dataset:
         object.__setattr__(self, "expired", {k: pd.Period(v, freq="M") for k, v in sorted(self.expired.items())})
         object.__setattr__(self, "_views", {})
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a worker builds the views it needs: the dataset travels without this process's copies
+        return {**self.__dict__, "_views": {}}
+
     @property
     def synthetic(self) -> bool:
         """Whether the data are synthetic (``info.synthetic``: the sample source)."""
