@@ -132,6 +132,19 @@ def test_real_snapshot_passes_every_critical_check(real: tuple[Dataset, Validati
     report.raise_if_failed()
 
 
+def test_a_month_whose_macro_data_went_stale_fails_on_the_series_its_fits_would_use(
+        snapshot_warehouse: Path, settings: Settings) -> None:
+    """At 2025-06 the snapshot's FRED-MD is months old: most series expired by then (Dataset.expired), so
+    the month's fits would use fewer than 50 of them; the expired series' held cells are not checked
+    against the warehouse (they are no fit's input), so that is the one critical failure."""
+    month = pd.Period("2025-06", freq="M")
+    with warehouse.connect(snapshot_warehouse, read_only=True) as con:
+        dataset, _ = warehouse.build_dataset(con, settings, as_of=month)
+        report = validate(con, settings, dataset, month)
+    assert len(dataset.masked_at(month)) > 80 and dataset.info.n_macro_features > 100
+    assert failing(report) == {"features.min_macro_series"}, report.summary_table()
+
+
 @pytest.mark.slow
 def test_real_snapshot_with_the_2025_02_vintage_alone_passes(snapshot_dir: Path, tmp_path: Path) -> None:
     settings = load_settings(environ={}, overrides={"data": {"fred_md_vintages": [

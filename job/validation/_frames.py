@@ -141,8 +141,11 @@ def feature_values(ctx: FrameContext) -> pd.DataFrame:
 
 
 def macro_feature_columns(ctx: FrameContext) -> pd.DataFrame:
-    """One row per macro series among the features (how many usable macro series the models get)."""
-    names = [c for c in _need(ctx).feature_names if c.startswith(MACRO_PREFIX)]
+    """One row per macro series the as-of month's fits use (how many usable macro series the models get):
+    the features but those expired by then (``Dataset.masked_at``)."""
+    dataset = _need(ctx)
+    masked = set(dataset.masked_at(ctx.as_of))
+    names = [c for c in dataset.feature_names if c.startswith(MACRO_PREFIX) and c not in masked]
     return pd.DataFrame({"feature": names, "series": [n[len(MACRO_PREFIX):] for n in names]})
 
 
