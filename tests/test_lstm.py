@@ -101,3 +101,20 @@ def test_warm_start_continues_from_previous_weights(fitted_pair, data) -> None:
     assert np.isfinite(model.predict(X[-5:])).all()
     with pytest.raises(ValueError, match="warm_start_from"):
         LSTMForecaster(preset="small", epochs=1).fit(X[:, :, :5], y, warm_start_from=previous)
+
+
+def test_the_initial_weights_depend_on_the_seed_alone() -> None:
+    """Another thread drawing from Python's process-wide ``random`` between the seeding and the build (a
+    Dask worker's event loop, a client's) leaves the initial weights as they were; another seed does not."""
+    import random
+
+    import keras
+
+    keras.utils.set_random_seed(42)
+    first = build_network(6, 5, 3, "small", seed=42).get_weights()
+    keras.utils.set_random_seed(42)
+    random.random(), random.randint(0, 10)  # what another thread may do meanwhile
+    second = build_network(6, 5, 3, "small", seed=42).get_weights()
+    other = build_network(6, 5, 3, "small", seed=7).get_weights()
+    assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))

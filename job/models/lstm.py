@@ -19,8 +19,9 @@ standardised per asset the same way (the network then learns returns in units of
 deviation, which keeps the MSE and the regularisers on a sensible scale) and predictions are
 transformed back to returns.
 
-Determinism: ``keras.utils.set_random_seed(seed)`` and TensorFlow op determinism before every fit, so
-the same inputs give the same predictions.
+Determinism: ``keras.utils.set_random_seed(seed)`` and TensorFlow op determinism before every fit, and
+every layer's initializer seeded from ``seed`` (:func:`build_network`), so the same inputs give the same
+predictions in this process, a pool worker or a Dask worker.
 
 Inference: Keras trains; forecasts come from :func:`forward`, the fitted network's inference pass in
 numpy over its weights (``network_weights_``), which the registry stores beside the ``.keras`` file. A
@@ -95,15 +96,21 @@ def build_network(n_steps: int, n_features: int, n_assets: int, preset: str = "s
         raise ValueError(f"unknown LSTM preset {preset!r}; choose one of {sorted(PRESETS)}")
     spec = PRESETS[preset]
     keras = _keras()
-    layers, regularizers = keras.layers, keras.regularizers
+    layers, regularizers, init = keras.layers, keras.regularizers, keras.initializers
+    # Every initializer gets its own seed from ``seed``. Keras' default (seed None) draws one from Python's
+    # process-wide ``random`` when the layer is built, which another thread can consume first: on a Dask
+    # worker (tornado and the worker's own threads) that gave another initialisation than this process's.
     inputs = keras.Input(shape=(n_steps, n_features), name="window")
-    x = layers.LSTM(spec.units, recurrent_dropout=spec.recurrent_dropout, seed=seed, name="lstm")(inputs)
+    x = layers.LSTM(spec.units, recurrent_dropout=spec.recurrent_dropout, seed=seed, name="lstm",
+                    kernel_initializer=init.GlorotUniform(seed=seed + 1),
+                    recurrent_initializer=init.Orthogonal(seed=seed + 2))(inputs)
     x = layers.LayerNormalization(name="norm")(x)
     for i, width in enumerate(spec.dense):
         x = layers.Dense(width, kernel_regularizer=regularizers.L1L2(l1=spec.dense_l1, l2=spec.dense_l2),
-                         name=f"dense_{i}")(x)
+                         kernel_initializer=init.GlorotUniform(seed=seed + 3 + i), name=f"dense_{i}")(x)
         x = layers.LeakyReLU(name=f"leaky_{i}")(x)
-    outputs = layers.Dense(n_assets, kernel_regularizer=regularizers.L2(spec.output_l2), name="returns")(x)
+    outputs = layers.Dense(n_assets, kernel_regularizer=regularizers.L2(spec.output_l2),
+                           kernel_initializer=init.GlorotUniform(seed=seed + 3 + len(spec.dense)), name="returns")(x)
     model = keras.Model(inputs, outputs, name=f"lstm_{preset}")
     if compile:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",

@@ -122,10 +122,11 @@ def config_fingerprint(name: str, settings: Settings) -> str:
                              "min_samples_leaf": m.tree_min_samples_leaf})
     elif name == "lstm":
         # "inference": forecasts come from job.models.lstm.forward (numpy), not from Keras: a fit stored
-        # before then forecast with different last bits, so it is another fit
+        # before then forecast with different last bits, so it is another fit; "initializers": every
+        # layer's initializer is seeded from the model's seed (job.models.lstm.build_network)
         relevant["lstm"] = {"preset": m.lstm_preset, "epochs": m.lstm_epochs, "patience": m.lstm_patience,
                             "batch_size": m.lstm_batch_size, "validation_share": m.lstm_validation_share,
-                            "inference": "numpy"}
+                            "inference": "numpy", "initializers": "seeded"}
     elif name == "ensemble":
         relevant["weighting"] = m.ensemble_weighting
         relevant["members"] = {n: config_fingerprint(n, settings) for n in ensemble_member_names(settings)}
