@@ -140,7 +140,7 @@ class Planner:
     def digests(self, masked: tuple[str, ...] = ()) -> RowDigests:
         """Row digests of the dataset as fits that do not use ``masked`` read it (:meth:`Dataset.view`)."""
         if masked not in self._digests:
-            self._digests[masked] = RowDigests(self.dataset.view(masked), self.lookback, masked=masked)
+            self._digests[masked] = RowDigests(self.dataset, self.lookback, masked=masked)
         return self._digests[masked]
 
     def factory(self, name: str) -> ModelFactory:

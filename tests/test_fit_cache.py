@@ -20,6 +20,7 @@ from job.config import Settings, load_settings
 from job.dataset import Dataset, synthetic_dataset
 from job.metrics import summarise
 from job.models import ModelRegistry, train_models
+from job.models.registry import config_fingerprint
 from job.months import month_str
 from job.store import LocalStore
 from tests.conftest import REPO_ROOT
@@ -254,6 +255,9 @@ def test_a_series_that_goes_stale_changes_only_the_fits_from_that_month(data: Da
         assert f"train_end={month_str(month)}/" in trained.prefix, name  # the tree's fold was split at e
         meta = registry.metadata(trained.prefix)
         assert meta["masked_features"] == ["macro:M2"] and "macro:M2" in meta["feature_names"], name
+    # find() vouches for a fit by the rows it read: the masked view's
+    assert registry.find("ridge", as_of=month, refit_months=1, config_fingerprint=config_fingerprint("ridge", settings),
+                         dataset=at_e, lookback=6) == live["ridge"].prefix
     wf_next = walk_forward(after, MODELS, settings, registry=registry)
     assert wf_next.info["fits_fitted"] == 0
     assert_same(wf_next, walk_forward(after, MODELS, settings))

@@ -155,8 +155,9 @@ class RowDigests:
     """
 
     def __init__(self, dataset: Dataset, lookback: int, *, masked: tuple[str, ...] = ()) -> None:
-        """``masked``: the features ``dataset`` holds at 0.0 (a :meth:`Dataset.view`), named in the header
-        so that a view's fingerprints never equal the full dataset's."""
+        """``masked``: digests of ``dataset.view(masked)`` (what a fit that does not use those features
+        reads), with them named in the header so that a view's fingerprints never equal the full dataset's."""
+        dataset = dataset.view(masked)
         self.lookback = int(lookback)
         self.months = dataset.months
         features = np.ascontiguousarray(dataset.features.to_numpy(dtype=np.float64))
@@ -449,7 +450,7 @@ class ModelRegistry:
         Unreadable metadata is skipped with a warning (load() reports it when asked directly).
         """
         as_of = parse_month(as_of)
-        digests = RowDigests(dataset, lookback)
+        digests: dict[tuple[str, ...], RowDigests] = {}  # per feature mask (Dataset.masked_at the train_end)
         candidates = []
         for prefix in self.prefixes(name):
             part = next((p for p in prefix.split("/") if p.startswith("train_end=")), None)
@@ -462,6 +463,13 @@ class ModelRegistry:
             age = (as_of - train_end).n
             if 0 <= age < refit_months:
                 candidates.append((train_end, prefix))
+
+        def rows_at(train_end: pd.Period) -> str:
+            masked = dataset.masked_at(train_end)
+            if masked not in digests:
+                digests[masked] = RowDigests(dataset, lookback, masked=masked)
+            return digests[masked].rows(train_end)[0]
+
         best: tuple[tuple[str, str], str] | None = None
         for train_end, prefix in sorted(candidates, reverse=True):
             try:
@@ -472,7 +480,7 @@ class ModelRegistry:
             if (meta.get("config_fingerprint") != config_fingerprint
                     or meta.get("feature_names") != dataset.feature_names
                     or meta.get("assets") != dataset.assets
-                    or meta.get("rows_fingerprint") != digests.rows(train_end)[0]):
+                    or meta.get("rows_fingerprint") != rows_at(train_end)):
                 continue
             key = (month_str(train_end), str(meta.get("created_at", "")))
             if best is None or key > best[0]:
