@@ -57,6 +57,8 @@ COPY --from=build /opt/venv /opt/venv
 COPY sql/ /app/sql/
 COPY expectations/ /app/expectations/
 COPY --chmod=0755 entrypoint.sh /entrypoint.sh
+# Dask reads /etc/dask at start: the configuration of the job's own `dask worker` processes (why: the file).
+COPY docker/dask/dask.yaml /etc/dask/sector-rotation.yaml
 
 # Everything writable lives under /tmp (an emptyDir in Kubernetes; the entrypoint creates the folders).
 ENV PATH=/opt/venv/bin:$PATH \

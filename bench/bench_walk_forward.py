@@ -1,6 +1,6 @@
 """Benchmark 3: walk-forward backtest of ridge and tree with monthly refits, vs GridSearchCV(KFold) per month.
 
-    python -m bench.bench_walk_forward [--quick] [--repeats 1] [--naive-months 3] [--dask]
+    python -m bench.bench_walk_forward [--quick] [--repeats 1] [--naive-months 3] [--dask [--dask-rounds 3]]
 
 The job: :func:`job.backtest.walk_forward` (``scheme="walk-forward"``, refit every month, hyperparameters
 re-searched every ``backtest.tune_months`` months with the exact fast CV of ``job.models.fastcv``, the
@@ -14,14 +14,17 @@ the span (first, middle, last, ...) and its total is EXTRAPOLATED: mean seconds 
 
 All timings are cold backfills (no registry: every fit runs). ``--dask``: the same ridge + tree
 backfill on the local pool (``n_jobs`` processes) and on a 2-worker Dask cluster on loopback (a ``dask
-scheduler`` and two ``dask worker`` processes, one thread each, started here), one after the other;
-the cluster's overhead in percent, and how many fits each worker ran; then once more on workers started
-``--no-nanny`` (on 2 cores the two nanny processes' own CPU is part of the overhead).
+scheduler`` and two ``dask worker`` processes, one thread each, started here with the image's Dask
+configuration, ``docker/dask/dask.yaml``); the cluster's overhead in percent (medians), and how many
+fits each worker ran. Also the same cluster on Dask's defaults (its nanny sets ``MALLOC_TRIM_THRESHOLD_`` in
+each worker, which the image's configuration unsets) and on workers started ``--no-nanny``. The four run
+in ``--dask-rounds`` rounds, each once per round, so that drift in the machine's load hits all alike.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,43 +32,55 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench import naive
-from bench.common import Report, ingested_dataset, load, parser, ratio, timeit
+from bench.common import Report, Timing, ingested_dataset, load, parser, ratio, timeit
 
 TARGET_S = 10.0  # ridge + tree over ~180 months (issue 9)
 TARGET_DASK_OVERHEAD = 0.15  # issue 13: the 2-worker loopback cluster vs the local pool
+DASK_WORKER_CONFIG = Path(__file__).resolve().parents[1] / "docker" / "dask" / "dask.yaml"  # the image's
 
 
 @contextmanager
-def loopback_cluster(workdir: Path, workers: int = 2, *, nanny: bool = True) -> Iterator[str]:
+def loopback_cluster(workdir: Path, workers: int = 2, *, nanny: bool = True,
+                     image_config: bool = True) -> Iterator[str]:
     """A ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on 127.0.0.1 (each
-    under a nanny process, Dask's default, unless ``nanny`` is False)."""
+    under a nanny process, Dask's default, unless ``nanny`` is False), reading the image's Dask
+    configuration unless ``image_config`` is False (then Dask's defaults)."""
     dask = str(Path(sys.executable).with_name("dask"))
     scheduler_file = workdir / "scheduler.json"
+    env = {k: v for k, v in os.environ.items() if k != "DASK_CONFIG"}
+    if image_config:
+        env["DASK_CONFIG"] = str(DASK_WORKER_CONFIG)
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                "--scheduler-file", str(scheduler_file)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, cwd=workdir)]
+                              stderr=subprocess.DEVNULL, cwd=workdir, env=env)]
     try:
         while not scheduler_file.exists():
             time.sleep(0.1)
         address = json.loads(scheduler_file.read_text())["address"]
         worker = [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1",
                   "--no-dashboard", *([] if nanny else ["--no-nanny"])]
-        procs += [subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
-                  for _ in range(workers)]
+        procs += [subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir,
+                                   env=env) for _ in range(workers)]
         from distributed import Client
 
         with Client(address, timeout=60) as client:
             client.wait_for_workers(workers, timeout=120)
         yield address
     finally:
+        # workers first, then the scheduler: a --no-nanny worker whose scheduler goes away while it shuts down
+        # can hang at exit (seen with distributed 2026.8), so one that does not exit in time is killed
         for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -74,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--naive-months", type=int, default=3, help="Months the naive GridSearchCV baseline runs.")
     p.add_argument("--n-jobs", type=int, default=None, help="Workers (default backtest.n_jobs).")
     p.add_argument("--dask", action="store_true", help="Also compare the local pool with a 2-worker Dask cluster.")
+    p.add_argument("--dask-rounds", type=int, default=3, help="Rounds of the --dask comparison (medians).")
     args = p.parse_args(argv)
     from job.backtest import decision_months, walk_forward
 
@@ -107,32 +123,46 @@ def main(argv: list[str] | None = None) -> dict:
                    f"(fits inside the workers: {fold_cpu} s; load {timings[key].load})")
 
     if args.dask:
-        # the pool first, with no cluster alive: idle Dask processes take CPU from whatever else runs here
-        pool = timeit("ridge+tree on the local pool",
-                      lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, n_jobs=2),
-                      repeats=args.repeats)
-        with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp, loopback_cluster(Path(tmp)) as address:
-            cluster = timeit("ridge+tree on a 2-worker Dask cluster",
-                             lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, cluster=address),
-                             repeats=args.repeats)
-        with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp, loopback_cluster(Path(tmp),
-                                                                                       nanny=False) as address:
-            bare = timeit("ridge+tree on a 2-worker Dask cluster without nannies",
-                          lambda: walk_forward(dataset, ["ridge", "tree"], settings, start=start, cluster=address),
-                          repeats=args.repeats)
+        # Rounds of (pool, cluster with the image's configuration, cluster on Dask's defaults, cluster without
+        # nannies), each a fresh set of processes, so that drift in the machine's load hits every variant
+        # alike; the pool runs with no cluster alive (idle Dask processes take CPU from whatever else runs).
+        def backfill(**where: Any) -> Any:
+            return walk_forward(dataset, ["ridge", "tree"], settings, start=start, **where)
+
+        variants = {"pool": None, "cluster": {}, "dask_defaults": {"image_config": False},
+                    "no_nanny": {"nanny": False}}
+        runs: dict[str, list[Timing]] = {name: [] for name in variants}
+        for _ in range(max(1, args.dask_rounds)):
+            for name, options in variants.items():
+                if options is None:
+                    runs[name].append(timeit("ridge+tree on the local pool", lambda: backfill(n_jobs=2), repeats=1))
+                    continue
+                with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp, \
+                        loopback_cluster(Path(tmp), **options) as address:
+                    runs[name].append(timeit(f"ridge+tree on a 2-worker Dask cluster ({name})",
+                                             lambda address=address: backfill(cluster=address), repeats=1))
+        pool, cluster, dask_defaults, bare = (Timing(name=runs[n][0].name, seconds=[t.median for t in runs[n]],
+                                                     load=runs[n][-1].load, result=runs[n][-1].result)
+                                              for n in variants)
         overhead = cluster.median / pool.median - 1.0
         bare_overhead = bare.median / pool.median - 1.0
+        defaults_overhead = dask_defaults.median / pool.median - 1.0
         tasks = cluster.result.info["fits_ran_on"]
         same = bool((pool.result.forecasts["predicted"].to_numpy() == cluster.result.forecasts["predicted"].to_numpy())
                     .all())
         report.add("dask", {"pool": pool.as_dict(), "cluster": cluster.as_dict(), "overhead": round(overhead, 3),
+                            "dask_defaults": dask_defaults.as_dict(),
+                            "dask_defaults_overhead": round(defaults_overhead, 3),
                             "no_nanny": bare.as_dict(), "no_nanny_overhead": round(bare_overhead, 3),
                             "fit_seconds": {"pool": round(float(pool.result.folds["seconds"].sum()), 1),
                                             "cluster": round(float(cluster.result.folds["seconds"].sum()), 1),
+                                            "dask_defaults": round(float(dask_defaults.result.folds["seconds"]
+                                                                         .sum()), 1),
                                             "no_nanny": round(float(bare.result.folds["seconds"].sum()), 1)},
                             "tasks_per_worker": tasks, "identical": same, "target_overhead": TARGET_DASK_OVERHEAD},
                    f"local pool {pool.median:.1f} s, Dask 2 workers {cluster.median:.1f} s: overhead "
-                   f"{100 * overhead:+.0f} % (target <= {100 * TARGET_DASK_OVERHEAD:.0f} %); without nannies "
+                   f"{100 * overhead:+.0f} % (target <= {100 * TARGET_DASK_OVERHEAD:.0f} %); on Dask's defaults "
+                   f"{dask_defaults.median:.1f} s ({100 * defaults_overhead:+.0f} %); without nannies "
                    f"{bare.median:.1f} s ({100 * bare_overhead:+.0f} %); fits per worker {tasks}; "
                    f"identical forecasts: {same} (load {cluster.load})")
 

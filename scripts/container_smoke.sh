@@ -205,6 +205,16 @@ print(tf.__version__, con.sql(\"SELECT answer FROM read_parquet('s3://$BUCKET/pr
 if [[ $rc -eq 0 ]] && grep -q " 42$" "$LOGS/libs.out"; then record image.tensorflow_duckdb_s3 ok "tensorflow $(cut -d' ' -f1 "$LOGS/libs.out"); httpfs round trip"
 else record image.tensorflow_duckdb_s3 fail "rc=$rc $(last_err libs)"; fi
 
+# The image's Dask configuration (docker/dask/dask.yaml, installed under /etc/dask): what a `dask worker` on
+# this image reads. The nanny must not set MALLOC_TRIM_THRESHOLD_ in the worker it spawns.
+in_ctr daskcfg -- python3 -c "
+import dask.config, distributed
+print(dask.config.get('distributed.nanny.pre-spawn-environ'))
+"
+if [[ $rc -eq 0 ]] && grep -q "'MALLOC_TRIM_THRESHOLD_': None" "$LOGS/daskcfg.out"; then
+  record image.dask_worker_config ok "/etc/dask/sector-rotation.yaml read: the nanny leaves glibc's malloc defaults"
+else record image.dask_worker_config fail "rc=$rc $(cat "$LOGS/daskcfg.out") $(last_err daskcfg)"; fi
+
 # --- entrypoint: bounded wait for the store ---------------------------------------------------------------
 CLOSED_PORT=$(free_port)
 in_ctr wait_closed ROTATION_WAIT_FOR_STORE_S=2 "AWS_ENDPOINT_URL=http://127.0.0.1:$CLOSED_PORT" -- config show

@@ -26,6 +26,7 @@ ALWAYS = [
     "image.runtime_files",
     "image.cli_help",
     "image.tensorflow_duckdb_s3",
+    "image.dask_worker_config",
     "entrypoint.config_from_env",
     "entrypoint.wait_closed_port_exits_5",
     "entrypoint.wait_open_port_proceeds",
