@@ -2,12 +2,18 @@
 
     python -m bench.bench_run [--quick] [--repeats 1]          # 1: ridge, tree, small LSTM, ensemble
     python -m bench.bench_run --seed [--timeout 3600]          # 2: the same with --lstm-preset seed
+    python -m bench.bench_run --seed --root DIR --timeout 3000  # 2 in pieces: each call resumes in DIR
 
 Each repeat is a fresh ``rotation run --source snapshot`` in a child process with an empty warehouse and
 store (so it ingests, validates, trains every model, backtests walk-forward and publishes): the wall
 time of the command, its stage timings from the published manifest, the peak RSS of its largest process
 (``ru_maxrss``, as ``/usr/bin/time -v``) and the peak of the sum over the process and its joblib workers
 (polled from /proc; what the CronJob's memory limit must hold).
+
+``--root DIR`` keeps the warehouse and store in DIR instead of a temporary folder: a run stopped by
+``--timeout`` keeps every fit it finished there (SIGTERM: the job releases its lock), and the next call
+with the same DIR fits only what is missing, so the seed run can be done in pieces. Each piece reports
+the seed LSTM fits stored so far and the seconds they took.
 
 Naive comparison (in this process, ``--skip-naive`` to leave out): ridge, tree and the small LSTM are
 fitted once on the final training rows, then forecast every walk-forward decision month's window in one
@@ -56,6 +62,18 @@ def one_run(args: Any, root: Path, preset: str, models: str, timeout: float | No
     return out
 
 
+def stored_lstm_fits(store: Path, preset: str) -> dict[str, Any]:
+    """The ``preset`` LSTM fits in ``store``'s model registry: how many, their training ends, and the
+    seconds their fits took (from each fit's metadata.json)."""
+    fits = []
+    for meta in sorted(store.glob("models/lstm/train_end=*/*/metadata.json")):
+        m = json.loads(meta.read_text())
+        if (m.get("params") or {}).get("preset") == preset:
+            fits.append((m["train_end"], float((m.get("metrics") or {}).get("fit_seconds") or 0.0)))
+    return {"fits": len(fits), "train_ends": sorted({t for t, _ in fits}),
+            "fit_seconds": round(sum(s for _, s in fits), 1)}
+
+
 def predict_comparison(args: Any) -> dict[str, Any]:
     """Batched vs per-row forecasts of the backtest's decision months for ridge, tree and the small LSTM."""
     from bench.common import ingested_dataset
@@ -90,17 +108,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", default="ridge,tree,lstm,ensemble")
     p.add_argument("--timeout", type=float, default=None, help="Give up on a run after this many seconds.")
     p.add_argument("--skip-naive", action="store_true", help="Leave out the per-row predict comparison.")
+    p.add_argument("--root", type=Path, default=None,
+                   help="Keep the warehouse and store here (one run): a run stopped by --timeout resumes here.")
     args = p.parse_args(argv)
     preset = "seed" if args.seed else "small"
     report = Report(f"bench_run ({2 if args.seed else 1}: {preset} LSTM)", args)
     runs = []
-    for i in range(1 if args.quick else args.repeats):
+    for i in range(1 if args.quick or args.root else args.repeats):
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+            root = Path(tmp) if args.root is None else args.root
+            root.mkdir(parents=True, exist_ok=True)
             try:
                 models = "ridge" if args.quick else args.models  # --quick: a smoke test, not a measurement
-                figures = one_run(args, Path(tmp), "small" if args.quick else preset, models, args.timeout)
+                figures = one_run(args, root, "small" if args.quick else preset, models, args.timeout)
             except Exception as exc:  # a timeout is a figure too
                 figures = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "load": load()}
+            if args.root is not None:
+                figures["lstm_fits_stored"] = stored = stored_lstm_fits(root / "store", preset)
+                report.add(f"stored_{i}", stored, f"{preset} LSTM fits stored in {root}: {stored['fits']} "
+                           f"(training ends {', '.join(stored['train_ends'])}), {stored['fit_seconds']} s of fits")
         runs.append(figures)
         stages = ", ".join(f"{k} {v:.1f}" for k, v in figures.get("stages_s", {}).items())
         report.add(f"run_{i}", figures, f"run {i}: wall {figures.get('wall_s')} s, stages [{stages}] s, "

@@ -116,8 +116,9 @@ def run_command(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
     ``max_rss_mb``: the largest single process of the command (``RUSAGE_CHILDREN``'s ``ru_maxrss``, what
     ``/usr/bin/time -v`` reports). ``tree_peak_rss_mb``: the largest sum of the RSS of the command and its
     descendants (joblib workers) seen by polling /proc every ``sample_s`` seconds: what a container's
-    memory limit has to hold. After ``timeout`` seconds the command is killed and ``timed_out`` set; the
-    figures up to then are kept.
+    memory limit has to hold. After ``timeout`` seconds the command is stopped (SIGTERM, as Kubernetes
+    does: the job releases its lock and keeps what it stored; SIGKILL 60 s later if it is still there) and
+    ``timed_out`` set; the figures up to then are kept.
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.perf_counter()
@@ -138,9 +139,15 @@ def run_command(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        proc.kill()
-        out, err = proc.communicate()
-        err = (err or "") + f"\ntimed out after {timeout} s (killed)"
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=60)
+            how = "stopped with SIGTERM"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            how = "killed"
+        err = (err or "") + f"\ntimed out after {timeout} s ({how})"
     finally:
         done.set()
         poller.join()
