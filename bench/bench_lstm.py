@@ -1,6 +1,7 @@
 """Benchmark 6: LSTM training throughput (seed preset) against measured matmul throughput; warm-start refits.
 
     python -m bench.bench_lstm [--quick] [--epochs 4] [--refit-preset small] [--warm-epochs 10]
+    python -m bench.bench_lstm --skip-refits --full-fits 60,233   # part 3: whole seed fits, XLA vs op by op
 
 Part 1, throughput. The ``seed`` network (the original: LSTM 1350 with recurrent dropout 0.8, LayerNorm,
 Dense 1280/512/160, Dense 12) is trained for ``--epochs`` epochs on the first 185 training rows of the
@@ -23,10 +24,20 @@ Part 2, refit policy. A walk-forward with yearly refits over the full out-of-sam
 of each, their ratio (target >= 5x) and the out-of-sample MAE of the forecasts of each (target: warm
 within 2 % of cold). ``--refit-preset small`` by default: a cold seed fit is ~200 epochs x ~4.5 s, 15 of
 them would take hours on this machine.
+
+Part 3, whole seed fits (``--full-fits 60,233``: row counts; left out by default, each size takes 10-20
+min). For each size, the first N training rows of the snapshot are fitted as the job fits them
+(:class:`job.models.lstm.LSTMForecaster`, the settings' epochs, patience, batch and seed, early stopping)
+twice, each in its own child process: op by op under TensorFlow's op determinism (how the seed preset
+trained before Keras' XLA fallback was noticed) and as one XLA program (how it trains now). Reported per
+fit: wall seconds of the fit, epochs run, seconds per epoch, the peak RSS of the child
+(polled from /proc) and a digest of the fitted weights; then the speedup.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -142,14 +153,76 @@ def refit_policy(dataset: Any, settings: Any, preset: str, warm_epochs: int, *, 
     return out
 
 
+FIT_MODES = ("op-by-op", "xla")
+
+
+def fit_child(args: Any) -> None:
+    """In a child process: one whole seed fit of ``args.fit_child`` = ``"ROWS:MODE"``; prints its figures as JSON."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from job.models import lstm
+
+    rows, mode = args.fit_child.split(":")
+    if mode == "op-by-op":  # the seed preset as it trained before: Keras' fallback, op determinism on
+        lstm.PRESETS["seed"] = dataclasses.replace(lstm.PRESETS["seed"], jit_compile=False)
+    with tempfile.TemporaryDirectory(prefix="bench-lstm-fit-") as tmp:
+        settings, dataset = ingested_dataset(args, Path(tmp))
+    m = settings.models
+    X, y, _ = dataset.training_set(int(m.lookback_months), as_of=dataset.labels().dropna().index[-1])
+    X, y = X[:int(rows)], y[:int(rows)]
+    # --quick: the small preset for two epochs, a smoke test of the benchmark, not a measurement
+    model = lstm.LSTMForecaster(preset="small" if args.quick else "seed",
+                                epochs=2 if args.quick else int(m.lstm_epochs), patience=int(m.lstm_patience),
+                                batch_size=int(m.lstm_batch_size), seed=int(m.seed))
+    began = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - began
+    epochs = len(model.history_["loss"])
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in model.network_weights_)).hexdigest()
+    print(json.dumps({"rows": len(X), "mode": mode, "fit_s": round(seconds, 1), "epochs": epochs,
+                      "s_per_epoch": round(seconds / epochs, 2), "best_epoch": model.best_epoch_,
+                      "compiled": bool(model.network_.jit_compile), "weights_sha256": digest[:16]}))
+
+
+def full_fits(args: Any, sizes: list[int]) -> dict[str, Any]:
+    """Part 3: each size fitted op by op and as XLA, each in a child process; figures and the speedup."""
+    import json
+    import sys
+
+    from bench.common import run_command
+
+    out: dict[str, Any] = {}
+    for rows in sizes:
+        fits: dict[str, Any] = {}
+        for mode in FIT_MODES:
+            cmd = [sys.executable, "-m", "bench.bench_lstm", "--fit-child", f"{rows}:{mode}",
+                   "--snapshot-dir", str(args.snapshot_dir)] + (["--quick"] if args.quick else [])
+            res = run_command(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            if res.returncode != 0:
+                raise SystemExit(f"fit child {rows}:{mode} failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+            figures = json.loads(res.stdout.strip().splitlines()[-1])
+            fits[mode] = {**figures, "peak_rss_mb": round(res.tree_peak_rss_mb, 1), "load": res.load}
+        fits["speedup"] = ratio(fits["op-by-op"]["fit_s"], fits["xla"]["fit_s"])
+        fits["speedup_per_epoch"] = ratio(fits["op-by-op"]["s_per_epoch"], fits["xla"]["s_per_epoch"])
+        out[str(rows)] = fits
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=4, help="Epochs timed for the throughput (the first is dropped).")
     p.add_argument("--preset", default="seed", help="Preset of the throughput part.")
     p.add_argument("--refit-preset", default="small", help="Preset of the warm/cold refit comparison.")
     p.add_argument("--warm-epochs", type=int, default=10, help="Most epochs of a warm refit.")
-    p.add_argument("--skip-refits", action="store_true", help="Only the throughput part.")
+    p.add_argument("--skip-refits", action="store_true", help="Leave out the refit comparison (part 2).")
+    p.add_argument("--full-fits", default="", help="Part 3: comma-separated training row counts of whole seed fits.")
+    p.add_argument("--fit-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.fit_child:
+        fit_child(args)
+        return {}
     from job.backtest import decision_months
 
     report = Report("bench_lstm (6)", args)
@@ -202,6 +275,15 @@ def main(argv: list[str] | None = None) -> dict:
                    f"(MAE {policy['cold']['oos_mae']:.5f}) vs warm {policy['warm']['train_seconds']:.1f} s "
                    f"(MAE {policy['warm']['oos_mae']:.5f}): {policy['speedup']:.1f}x, MAE "
                    f"{policy['mae_change']:+.2%}; targets (>= 5x, within 2 %) {'reached' if ok else 'NOT reached'}")
+    sizes = [40] if args.quick else [int(v) for v in args.full_fits.split(",") if v.strip()]
+    if sizes:
+        for rows, fits in full_fits(args, sizes).items():
+            a, b = fits["op-by-op"], fits["xla"]
+            report.add(f"full_fit_{rows}", fits,
+                       f"whole seed fit, {a['rows']} rows: op by op {a['fit_s']:.1f} s ({a['epochs']} epochs, "
+                       f"{a['s_per_epoch']:.2f} s each, {a['peak_rss_mb']:.0f} MB) vs XLA {b['fit_s']:.1f} s "
+                       f"({b['epochs']} epochs, {b['s_per_epoch']:.2f} s each, {b['peak_rss_mb']:.0f} MB): "
+                       f"{fits['speedup']:.2f}x, {fits['speedup_per_epoch']:.2f}x per epoch (load {b['load']})")
     return report.finish()
 
 

@@ -118,3 +118,40 @@ def test_the_initial_weights_depend_on_the_seed_alone() -> None:
     other = build_network(6, 5, 3, "small", seed=7).get_weights()
     assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+SEED_FIT_CHILD = """
+import sys
+import numpy as np
+from job.models import LSTMForecaster
+data = np.load(sys.argv[1])
+model = LSTMForecaster(preset="seed", epochs=2, patience=5, seed=3).fit(data["X"], data["y"])
+np.savez(sys.argv[2], *model.network_weights_)
+"""
+
+
+@pytest.mark.slow
+def test_the_seed_preset_trains_as_one_xla_program_and_reproduces_in_another_process(data, tmp_path) -> None:
+    """The seed preset's train step is XLA-compiled (Keras would silently fall back to op by op while op
+    determinism is on), and a fit in another process gives the same weights bit for bit; a small-preset
+    fit afterwards in the same process turns op determinism back on."""
+    import os
+    import subprocess
+    import sys
+
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    X, y, _ = data
+    X, y = X[:40], y[:40]
+    here = LSTMForecaster(preset="seed", epochs=2, patience=5, seed=3).fit(X, y)
+    assert here.network_.jit_compile is True and not is_op_determinism_enabled()
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    subprocess.run([sys.executable, "-c", SEED_FIT_CHILD, str(tmp_path / "data.npz"), str(tmp_path / "w.npz")],
+                   check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    there = np.load(tmp_path / "w.npz")
+    weights = [there[f"arr_{i}"] for i in range(len(there.files))]
+    assert len(weights) == len(here.network_weights_)
+    assert all(np.array_equal(a, b) for a, b in zip(here.network_weights_, weights, strict=True))
+
+    small = LSTMForecaster(preset="small", epochs=2, patience=5, seed=3).fit(X, y)
+    assert small.network_.jit_compile is False and is_op_determinism_enabled()

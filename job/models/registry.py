@@ -47,7 +47,7 @@ from job.logs import get_logger
 from job.models.base import Forecaster, array_from_json, array_to_json
 from job.models.ensemble import EnsembleForecaster
 from job.models.factory import MODEL_NAMES, ensemble_member_names
-from job.models.lstm import LSTMForecaster
+from job.models.lstm import PRESETS, LSTMForecaster
 from job.months import month_str, parse_month
 from job.store.base import ArtifactNotFound, Store
 
@@ -127,6 +127,10 @@ def config_fingerprint(name: str, settings: Settings) -> str:
         relevant["lstm"] = {"preset": m.lstm_preset, "epochs": m.lstm_epochs, "patience": m.lstm_patience,
                             "batch_size": m.lstm_batch_size, "validation_share": m.lstm_validation_share,
                             "inference": "numpy", "initializers": "seeded"}
+        if PRESETS[m.lstm_preset].jit_compile:
+            # trained as one XLA program, not op by op under op determinism (job.models.lstm.
+            # _set_op_determinism): other last bits than a fit stored before, so another fit
+            relevant["lstm"]["training"] = "xla"
     elif name == "ensemble":
         relevant["weighting"] = m.ensemble_weighting
         relevant["members"] = {n: config_fingerprint(n, settings) for n in ensemble_member_names(settings)}
