@@ -3,6 +3,7 @@
     python -m bench.bench_run [--quick] [--repeats 1]          # 1: ridge, tree, small LSTM, ensemble
     python -m bench.bench_run --seed [--timeout 3600]          # 2: the same with --lstm-preset seed
     python -m bench.bench_run --seed --root DIR --timeout 3000  # 2 in pieces: each call resumes in DIR
+    python -m bench.bench_run --seed --root DIR --as-of 2025-03 # 2, then the next month in the same store
 
 Each repeat is a fresh ``rotation run --source snapshot`` in a child process with an empty warehouse and
 store (so it ingests, validates, trains every model, backtests walk-forward and publishes): the wall
@@ -45,6 +46,8 @@ def one_run(args: Any, root: Path, preset: str, models: str, timeout: float | No
     # --quick: a smoke test of the benchmark on the sample (static scheme, no audit), not a measurement
     cmd += ["--source", "sample", "--scheme", "static", "--no-audit"] if args.quick else \
         ["--source", "snapshot", "--snapshot-dir", args.snapshot_dir]
+    if args.as_of:
+        cmd += ["--as-of", args.as_of]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     res = run_command(cmd, env=env, timeout=timeout)
@@ -54,11 +57,15 @@ def one_run(args: Any, root: Path, preset: str, models: str, timeout: float | No
     if res.timed_out:
         # what it reached: the stages logged as done (stderr), the memory so far
         out["stages_done"] = [line.split("stage ", 1)[1] for line in res.stderr.splitlines() if " done in " in line]
-    manifests = sorted((root / "store" / "runs").glob("*/manifest.json"))
+    # a kept root holds one manifest per as-of month: this run's is the one of --as-of, else the newest
+    manifests = sorted((root / "store" / "runs").glob(f"as_of={args.as_of or '*'}/manifest.json"),
+                       key=lambda path: path.stat().st_mtime)
     if res.returncode != 0 or not manifests:
         out["error"] = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
         return out
-    out["stages_s"] = json.loads(Path(manifests[0]).read_text())["timings"]
+    manifest = json.loads(manifests[-1].read_text())
+    out["stages_s"] = manifest["timings"]
+    out["backtest"] = (manifest.get("computation") or {}).get("backtest")  # fits fitted and reused
     return out
 
 
@@ -108,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", default="ridge,tree,lstm,ensemble")
     p.add_argument("--timeout", type=float, default=None, help="Give up on a run after this many seconds.")
     p.add_argument("--skip-naive", action="store_true", help="Leave out the per-row predict comparison.")
+    p.add_argument("--as-of", default=None, help="The run's month (default: the job's, the latest complete month).")
     p.add_argument("--root", type=Path, default=None,
                    help="Keep the warehouse and store here (one run): a run stopped by --timeout resumes here.")
     args = p.parse_args(argv)
@@ -131,7 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in figures.get("stages_s", {}).items())
         report.add(f"run_{i}", figures, f"run {i}: wall {figures.get('wall_s')} s, stages [{stages}] s, "
                    f"max RSS {figures.get('max_rss_mb')} MB (process tree {figures.get('tree_peak_rss_mb')} MB), "
-                   f"load {figures['load']}" + (f", FAILED: {figures['error']}" if "error" in figures else ""))
+                   f"load {figures['load']}" + (f", FAILED: {figures['error']}" if "error" in figures else "")
+                   + (f", walk-forward fits fitted {bt.get('fits_fitted')} / reused {bt.get('fits_reused')}"
+                      if (bt := figures.get("backtest")) else ""))
     ok = [r for r in runs if "error" not in r]
     if ok:
         wall = float(np.median([r["wall_s"] for r in ok]))
