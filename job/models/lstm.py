@@ -56,9 +56,9 @@ class LSTMPreset:
     dense_l2: float
     output_l2: float
     # XLA-compiled training step. With recurrent dropout the LSTM cannot use the fused kernel and runs a
-    # per-step loop; XLA fuses it: the seed network's epoch goes from ~5.2 s to ~2.3 s on 2 cores
-    # (bench/bench_lstm.py, BENCHMARKS.md) for ~10 s of compilation once per fit. The small preset's
-    # fits last a few seconds in all, so there the compilation would cost more than it saves.
+    # per-step loop; XLA fuses it: a whole seed fit is 1.09x (60 rows) to 1.25x (232 rows) faster on 2
+    # cores and peaks lower (bench/bench_lstm.py part 3, BENCHMARKS.md 6). The small preset's fits last a
+    # few seconds in all, so there the compilation would cost more than it saves.
     jit_compile: bool = False
 
 
